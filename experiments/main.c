@@ -1,0 +1,51 @@
+// selma: one binary, one sub-command per pipeline stage or tool.
+#include <stdio.h>
+#include <string.h>
+
+#include "experiments/commands.h"
+#include "runtime/device.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"version", cmd_version, "print the version and what this build supports"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: selma <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n`selma <command> --help` describes a command.\n");
+}
+
+int cmd_version(int argc, char **argv) {
+    (void)argc; (void)argv;
+    printf("selma %s\n", SELMA_VERSION);
+#ifdef SELMA_CUDA
+    printf("cuda: built; device: %s\n", cuda_device_describe());
+#else
+    printf("cuda: not built\n");
+#endif
+#ifdef SELMA_MPI
+    printf("mpi: built\n");
+#else
+    printf("mpi: not built\n");
+#endif
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "selma: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
