@@ -25,7 +25,8 @@ int err_wrap(const char *fmt, ...) {
     vsnprintf(ctx, sizeof ctx, fmt, ap);
     va_end(ap);
     memcpy(old, err_buf, sizeof old);
-    snprintf(err_buf, sizeof err_buf, "%s: %s", ctx, old);
+    // The old message may be cut to fit; the context stays whole.
+    snprintf(err_buf, sizeof err_buf, "%s: %.*s", ctx, (int)(sizeof err_buf - 2 - strlen(ctx)), old);
     return -1;
 }
 
