@@ -1,0 +1,145 @@
+// UNet parameters by name: random init, safetensors save and load (see unet.h).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/unet.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+#include "runtime/rng.h"
+#include "runtime/safetensors.h"
+
+#define LORA_PREFIX "unet."
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+void unet_init_random(unet *m, uint64_t seed) {
+    for (int i = 0; i < m->params.n; i++) {
+        unet_param *p = &m->params.items[i];
+        float *x = p->t.data;
+        size_t n = (size_t)tensor_numel(&p->t);
+        if (p->init == PARAM_INIT_ONES)
+            for (size_t k = 0; k < n; k++) x[k] = 1.0f;
+        else if (p->init == PARAM_INIT_ZEROS)
+            memset(x, 0, n * sizeof *x);
+        else {
+            float bound = 1.0f / sqrtf((float)p->fan_in);
+            rng_fill_uniform(x, n, seed, fnv1a(p->name), 0, -bound, bound);
+        }
+    }
+}
+
+static void file_name(char *buf, const unet_param *p) {
+    snprintf(buf, UNET_NAME_MAX + 8, "%s%s", p->kind == PARAM_LORA ? LORA_PREFIX : "", p->name);
+}
+
+int unet_save(const unet *m, const char *path, param_kind kind) {
+    st_writer w;
+    st_writer_init(&w);
+    char name[UNET_NAME_MAX + 8], buf[64];
+    int rc = 0, n = 0;
+    for (int i = 0; i < m->params.n && !rc; i++) {
+        const unet_param *p = &m->params.items[i];
+        if (p->kind != kind) continue;
+        file_name(name, p);
+        rc = st_writer_add_tensor(&w, name, &p->t);
+        n++;
+    }
+    if (!rc && n == 0) rc = err_set("%s: the model has no %s tensors to save", path,
+                                    kind == PARAM_LORA ? "LoRA" : "base");
+    if (!rc && kind == PARAM_LORA) {
+        const lora_config *l = &m->params.lora;
+        snprintf(buf, sizeof buf, "%d", l->rank);
+        rc = st_writer_set_meta(&w, "lora_rank", buf);
+        snprintf(buf, sizeof buf, "%.9g", (double)l->alpha);
+        if (!rc) rc = st_writer_set_meta(&w, "lora_alpha", buf);
+        if (!rc) rc = st_writer_set_meta(&w, "lora_targets", l->targets);
+    }
+    if (!rc) rc = st_writer_save(&w, path);
+    st_writer_free(&w);
+    return rc ? err_wrap("unet_save %s", path) : 0;
+}
+
+// A problem list of one kind: the first names, then a count of the rest.
+typedef struct problems {
+    const char *what;
+    char names[1024];
+    int n;
+} problems;
+
+#define PROBLEM_NAMES 6
+
+static void note(problems *p, const char *name, const char *detail) {
+    size_t len = strlen(p->names);
+    if (p->n++ < PROBLEM_NAMES)
+        snprintf(p->names + len, sizeof p->names - len, "%s%s%s", len ? ", " : "", name, detail);
+}
+
+static void summary(char *buf, size_t cap, const problems *p) {
+    if (!p->n) return;
+    size_t len = strlen(buf);
+    snprintf(buf + len, cap - len, "%s%d %s: %s%s", len ? "; " : "", p->n, p->what, p->names,
+             p->n > PROBLEM_NAMES ? ", ..." : "");
+}
+
+int unet_load(unet *m, const char *path, param_kind kind) {
+    st_file f;
+    if (st_open(path, &f)) return -1;
+    char name[UNET_NAME_MAX + 8], shape[64], detail[96];
+    problems missing = {.what = "missing"}, unexpected = {.what = "unexpected"},
+             wrong = {.what = "wrong shape"};
+    size_t used = 0;
+    for (int i = 0; i < m->params.n; i++) {
+        unet_param *p = &m->params.items[i];
+        if (p->kind != kind) continue;
+        file_name(name, p);
+        const st_tensor *t = st_find(&f, name);
+        if (!t) {
+            note(&missing, name, "");
+            continue;
+        }
+        used++;
+        int same = t->ndim == p->t.ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == p->t.shape[d];
+        if (!same) {
+            snprintf(detail, sizeof detail, " (model %s)", tensor_shape_str(&p->t, shape, sizeof shape));
+            note(&wrong, name, detail);
+        }
+    }
+    if (used < f.n_tensors)
+        for (size_t i = 0; i < f.n_tensors; i++) {
+            const char *fn = f.tensors[i].name;
+            int known = 0;
+            for (int k = 0; k < m->params.n && !known; k++) {
+                if (m->params.items[k].kind != kind) continue;
+                file_name(name, &m->params.items[k]);
+                known = !strcmp(name, fn);
+            }
+            if (!known) note(&unexpected, fn, "");
+        }
+    if (missing.n || unexpected.n || wrong.n) {
+        st_close(&f);
+        char msg[4096] = "";
+        summary(msg, sizeof msg, &missing);
+        summary(msg, sizeof msg, &unexpected);
+        summary(msg, sizeof msg, &wrong);
+        return err_set("unet_load %s: %s", path, msg);
+    }
+    // Everything matches: only now are the model's weights overwritten.
+    for (int i = 0; i < m->params.n; i++) {
+        unet_param *p = &m->params.items[i];
+        if (p->kind != kind) continue;
+        file_name(name, p);
+        if (st_tensor_to_f32(&f, st_find(&f, name), p->t.data, (size_t)tensor_numel(&p->t))) {
+            st_close(&f);
+            return err_wrap("unet_load");
+        }
+    }
+    st_close(&f);
+    return 0;
+}
