@@ -1,0 +1,342 @@
+// `selma pretrain CONFIG [section.key=value ...]`: trains the shapes world's base model
+// (text encoder + UNet, every weight) on ground-truth renders with the incomplete
+// pretraining captions, rendered on the fly from (data_seed, item index), so the data
+// position is one integer. Checkpoints under <dir>/checkpoints/, resumed from the
+// newest complete one; at the end the EMA weights go to the bundle <dir>/model/.
+#include <cblas.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/prompt_gen.h"
+#include "data/prompt_parse.h"
+#include "data/render.h"
+#include "experiments/commands.h"
+#include "runtime/config.h"
+#include "models/train.h"
+#include "runtime/error.h"
+#include "runtime/fileio.h"
+#include "runtime/log.h"
+
+// ---- the config: [model], [diffusion], [train], [output] ----
+
+typedef struct pretrain_cfg {
+    char world[16];
+    int image_size, channels[UNET_MAX_LEVELS], n_channels, layers_per_block;
+    int cross_attn[UNET_MAX_LEVELS], n_cross_attn, heads[UNET_MAX_LEVELS], n_heads;
+    int norm_groups, use_linear_projection;
+    int text_width, text_layers, text_heads, text_mlp, max_tokens;
+    int beta_schedule, prediction_type, train_timesteps;
+    int64_t steps, seed, data_seed;
+    int batch, warmup, ema_warmup, threads, log_every;
+    double lr, weight_decay, grad_clip, ema_decay, caption_dropout;
+    char dir[1024];
+    int checkpoint_every, keep;
+} pretrain_cfg;
+
+static const char *const betas[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
+static const char *const preds[] = {"epsilon", "v_prediction"};
+
+#define P pretrain_cfg
+static const cfg_field fields[] = {
+    CFG_STRING(P, "model", "world", world, "the world the model draws (shapes)"),
+    CFG_INT(P, "model", "image_size", image_size, 8, 1024, "pixels; the UNet's sample_size"),
+    CFG_INT_LIST(P, "model", "channels", channels, n_channels, 1, 4096, "UNet block_out_channels per level"),
+    CFG_INT(P, "model", "layers_per_block", layers_per_block, 1, UNET_MAX_LAYERS, "ResNet blocks per level"),
+    CFG_INT_LIST(P, "model", "cross_attn", cross_attn, n_cross_attn, 0, 1, "1: transformer blocks at this level"),
+    CFG_INT_LIST(P, "model", "heads", heads, n_heads, 1, 64, "attention heads per level"),
+    CFG_INT(P, "model", "norm_groups", norm_groups, 1, 64, "GroupNorm groups"),
+    CFG_BOOL(P, "model", "use_linear_projection", use_linear_projection, "proj_in/out as Linear (SD2) or 1x1 conv"),
+    CFG_INT(P, "model", "text_width", text_width, 8, 4096, "text encoder width = cross_attention_dim"),
+    CFG_INT(P, "model", "text_layers", text_layers, 1, 48, "text encoder layers"),
+    CFG_INT(P, "model", "text_heads", text_heads, 1, 64, "text encoder heads"),
+    CFG_INT(P, "model", "text_mlp", text_mlp, 8, 16384, "text encoder MLP width"),
+    CFG_INT(P, "model", "max_tokens", max_tokens, 4, 512, "tokens per prompt (dense prompts need 43)"),
+    CFG_ENUM(P, "diffusion", "beta_schedule", beta_schedule, betas, "noise schedule (diffusers' names)"),
+    CFG_ENUM(P, "diffusion", "prediction_type", prediction_type, preds, "what the UNet predicts"),
+    CFG_INT(P, "diffusion", "train_timesteps", train_timesteps, 1, SCHEDULE_MAX_T, "num_train_timesteps"),
+    CFG_INT64(P, "train", "steps", steps, 1, 1e9, "optimizer steps in all (a resumed run continues to this)"),
+    CFG_INT(P, "train", "batch", batch, 1, 4096, "images per step"),
+    CFG_DOUBLE(P, "train", "lr", lr, 0, 1, "AdamW peak learning rate"),
+    CFG_INT(P, "train", "warmup", warmup, 0, 1000000, "linear warm-up steps"),
+    CFG_DOUBLE(P, "train", "weight_decay", weight_decay, 0, 1, "AdamW decoupled weight decay"),
+    CFG_DOUBLE(P, "train", "grad_clip", grad_clip, 0, 1e6, "global gradient-norm clip (0 = off)"),
+    CFG_DOUBLE(P, "train", "ema_decay", ema_decay, 0, 0.999999, "EMA of the weights for sampling (0 = off)"),
+    CFG_BOOL(P, "train", "ema_warmup", ema_warmup, "EMA decay ramp (1+k)/(10+k)"),
+    CFG_DOUBLE(P, "train", "caption_dropout", caption_dropout, 0, 1, "captions replaced by \"\" (guidance)"),
+    CFG_INT64(P, "train", "seed", seed, 0, 9e18, "init, dropout, timesteps and noise"),
+    CFG_INT64(P, "train", "data_seed", data_seed, 0, 9e18, "the pretraining items (scene, caption)"),
+    CFG_INT(P, "train", "threads", threads, 0, 256, "OpenBLAS threads (0 = its default)"),
+    CFG_INT(P, "train", "log_every", log_every, 0, 1000000, "a log line every N steps"),
+    CFG_STRING(P, "output", "dir", dir, "run directory: log.txt, config.ini, checkpoints/, model/"),
+    CFG_INT(P, "output", "checkpoint_every", checkpoint_every, 0, 1000000, "steps between checkpoints (0 = end only)"),
+    CFG_INT(P, "output", "keep", keep, 0, 1000, "complete checkpoints kept (0 = all)"),
+};
+#undef P
+#define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
+
+static void pretrain_cfg_defaults(pretrain_cfg *c) {
+    t2i_config m;
+    t2i_config_shapes(&m);
+    *c = (pretrain_cfg){.image_size = m.image_size, .n_channels = m.unet.n_levels,
+                        .layers_per_block = m.unet.layers_per_block, .n_cross_attn = m.unet.n_levels,
+                        .n_heads = m.unet.n_levels, .norm_groups = m.unet.norm_num_groups,
+                        .text_width = m.te.width, .text_layers = m.te.layers, .text_heads = m.te.heads,
+                        .text_mlp = m.te.mlp_width, .max_tokens = m.te.max_tokens,
+                        .beta_schedule = m.beta, .prediction_type = m.prediction,
+                        .train_timesteps = m.train_timesteps, .steps = 3000, .seed = 0, .data_seed = 1,
+                        .batch = 32, .warmup = 200, .ema_warmup = 1, .threads = 0, .log_every = 50,
+                        .lr = 1e-3, .weight_decay = 0.01, .grad_clip = 1.0, .ema_decay = 0.995,
+                        .caption_dropout = 0.1, .checkpoint_every = 250, .keep = 3};
+    snprintf(c->world, sizeof c->world, "shapes");
+    snprintf(c->dir, sizeof c->dir, "runs/pretrain");
+    for (int i = 0; i < m.unet.n_levels; i++) {
+        c->channels[i] = m.unet.block_out_channels[i];
+        c->cross_attn[i] = m.unet.cross_attn[i];
+        c->heads[i] = m.unet.num_heads[i];
+    }
+}
+
+static void pretrain_model_config(const pretrain_cfg *c, t2i_config *m) {
+    t2i_config_shapes(m);
+    m->image_size = c->image_size;
+    unet_config *u = &m->unet;
+    u->sample_size = c->image_size;
+    u->n_levels = c->n_channels;
+    for (int i = 0; i < c->n_channels; i++) {
+        u->block_out_channels[i] = c->channels[i];
+        u->cross_attn[i] = c->cross_attn[i];
+        u->num_heads[i] = c->heads[i];
+    }
+    u->layers_per_block = c->layers_per_block;
+    u->norm_num_groups = c->norm_groups;
+    u->use_linear_projection = c->use_linear_projection;
+    u->cross_attention_dim = c->text_width;
+    m->te.width = c->text_width, m->te.layers = c->text_layers, m->te.heads = c->text_heads;
+    m->te.mlp_width = c->text_mlp, m->te.max_tokens = c->max_tokens;
+    m->beta = (beta_schedule)c->beta_schedule;
+    m->prediction = (prediction_type)c->prediction_type;
+    m->train_timesteps = c->train_timesteps;
+}
+
+// Loads the file, applies the overrides, then checks what one key cannot: the lists
+// agree in length and the model config is whole.
+static int pretrain_cfg_load(pretrain_cfg *c, const char *path, char **overrides, int n) {
+    if (cfg_load(path, fields, N_FIELDS, c)) return -1;
+    for (int i = 0; i < n; i++)
+        if (cfg_set(fields, N_FIELDS, c, overrides[i], "command line")) return -1;
+    if (strcmp(c->world, "shapes"))
+        return err_set("%s: [model] world: '%s' cannot be pretrained here (shapes)", path, c->world);
+    if (c->n_cross_attn != c->n_channels || c->n_heads != c->n_channels || c->n_channels > UNET_MAX_LEVELS)
+        return err_set("%s: [model] channels, cross_attn and heads must list the same number (1..%d) of levels",
+                       path, UNET_MAX_LEVELS);
+    t2i_config m;
+    pretrain_model_config(c, &m);
+    if (t2i_config_check(&m)) return err_wrap("%s", path);
+    return 0;
+}
+
+static int pretrain_cfg_write(const pretrain_cfg *c, const char *path) {
+    return cfg_write(path, fields, N_FIELDS, c);
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) { stop_requested = sig; }
+
+// Item i's placement seed, from (data_seed, i) alone.
+static uint64_t place_seed(uint64_t seed, long i) {
+    rng r = rng_make(seed, 0x706c61636550ULL);  // "placeP"
+    r.pos = 2 * (uint64_t)i;
+    return rng_u64(&r);
+}
+
+// Renders the next pretraining items from *pos into x (B, 3, S, S) in [-1, 1], captions
+// into caps. Scenes are drawn at 32x32 or more (the placement's minimum canvas) and
+// box-filtered down when S is smaller.
+static void make_batch(uint64_t data_seed, long *pos, int B, int S, float *x,
+                       char (*caps)[PROMPT_MAX_LEN], uint8_t *rgb) {
+    int R = S < 32 ? 32 : S, f = R / S;
+    for (int b = 0; b < B;) {
+        long i = (*pos)++;
+        scene_graph full, stated;
+        scene s;
+        CHECK(prompt_pretrain_item(data_seed, i, &full, caps[b], PROMPT_MAX_LEN, &stated) == 0);
+        uint64_t ps = place_seed(data_seed, i);
+        int tries = 0;
+        while (tries < 8 && scene_place(&full, R, R, 0, ps + (uint64_t)tries, &s) != 0) tries++;
+        if (tries == 8) continue;  // a crowded scene that does not fit: the next item
+        scene_render(&s, rgb);
+        float *xb = x + (size_t)b * 3 * S * S;
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < S; y++)
+                for (int xx = 0; xx < S; xx++) {
+                    int sum = 0;
+                    for (int dy = 0; dy < f; dy++)
+                        for (int dx = 0; dx < f; dx++) sum += rgb[((y * f + dy) * R + xx * f + dx) * 3 + c];
+                    xb[(c * S + y) * S + xx] = (float)sum / (f * f) / 127.5f - 1.0f;
+                }
+        b++;
+    }
+}
+
+static char *training_json(const pretrain_cfg *c, const trainer *tr) {
+    char *s = malloc(1024);
+    CHECK(s);
+    snprintf(s, 1024,
+             "{\"data\": \"shapes pretraining captions (prompt_pretrain_item), data_seed %lld\", "
+             "\"steps\": %ld, \"batch\": %d, \"lr\": %g, \"warmup_steps\": %d, \"weight_decay\": %g, "
+             "\"grad_clip\": %g, \"ema_decay\": %g, \"caption_dropout\": %g, \"seed\": %lld, "
+             "\"skipped_steps\": %ld, \"weights\": \"%s\"}",
+             (long long)c->data_seed, tr->step, c->batch, c->lr, c->warmup, c->weight_decay,
+             c->grad_clip, c->ema_decay, c->caption_dropout, (long long)c->seed, tr->skipped,
+             c->ema_decay > 0 ? "ema" : "last");
+    return s;
+}
+
+static int run(const pretrain_cfg *c, long stop_after) {
+    char path[4200], ckdir[4200], latest[4300];
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", c->dir);
+    t2i_model m = {0};
+    pretrain_model_config(c, &m.cfg);
+    if (t2i_build(&m, UNET_TRAIN_FULL, NULL)) return -1;
+    t2i_init_random(&m, (uint64_t)c->seed);
+    train_hparams hp = {.adam = {.lr = c->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                                 .weight_decay = c->weight_decay},
+                        .warmup_steps = c->warmup, .grad_clip = c->grad_clip,
+                        .ema_decay = c->ema_decay, .ema_warmup = c->ema_warmup,
+                        .caption_dropout = c->caption_dropout};
+    trainer tr;
+    if (trainer_init(&tr, &m, &hp, c->batch, (uint64_t)c->seed)) {
+        t2i_free(&m);
+        return -1;
+    }
+    long pos = 0, step0;
+    int skipped_dirs = 0, rc = 0;
+    int found = ckpt_find_latest(ckdir, latest, sizeof latest, &step0, &skipped_dirs);
+    if (found == 0) {
+        rc = trainer_load(&tr, latest, &pos);
+        if (!rc) log_line("resumed from %s (step %ld, data position %ld)%s", latest, tr.step, pos,
+                          skipped_dirs ? "; incomplete checkpoints skipped" : "");
+    } else if (skipped_dirs) {
+        log_line("no complete checkpoint in %s (%d incomplete skipped): starting afresh", ckdir, skipped_dirs);
+    }
+    int S = m.cfg.image_size, B = c->batch;
+    float *x = malloc(sizeof(float) * (size_t)B * 3 * S * S);
+    char (*caps)[PROMPT_MAX_LEN] = malloc(sizeof *caps * (size_t)B);
+    const char **cp = malloc(sizeof(char *) * (size_t)B);
+    uint8_t *rgb = malloc((size_t)(S < 32 ? 32 : S) * (S < 32 ? 32 : S) * 3);
+    CHECK(x && caps && cp && rgb);
+    for (int b = 0; b < B; b++) cp[b] = caps[b];
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    progress p;
+    progress_begin(&p, "pretrain", tr.step, c->steps);
+    double loss_sum = 0;
+    int loss_n = 0;
+    long last_saved = found == 0 ? tr.step : -1;
+    while (!rc && tr.step < c->steps) {
+        make_batch((uint64_t)c->data_seed, &pos, B, S, x, caps, rgb);
+        double loss = NAN, gnorm = NAN;
+        int r = trainer_step(&tr, x, cp, &loss, &gnorm);
+        if (r < 0) { rc = -1; break; }
+        if (r == 0) loss_sum += loss, loss_n++;
+        progress_update(&p, tr.step, loss);
+        if (c->log_every > 0 && tr.step % c->log_every == 0) {
+            log_line("step %ld loss %.6f (mean of %d) lr %.3g grad_norm %.4f", tr.step,
+                     loss_n ? loss_sum / loss_n : NAN, loss_n, trainer_lr(&tr), gnorm);
+            loss_sum = 0, loss_n = 0;
+        }
+        int stop = stop_requested || (stop_after > 0 && tr.step >= stop_after);
+        if ((c->checkpoint_every > 0 && tr.step % c->checkpoint_every == 0) ||
+            (stop_requested && tr.step != last_saved)) {
+            rc = trainer_save(&tr, ckdir, pos, c->keep);
+            if (!rc) log_line("checkpoint %s/step_%06ld", ckdir, tr.step), last_saved = tr.step;
+        }
+        if (stop && !rc) {
+            progress_end(&p);
+            log_line("stopped at step %ld (%s); rerun the same command to resume", tr.step,
+                     stop_requested ? "signal" : "--stop-after");
+            rc = stop_requested ? 130 : 0;
+            goto out;
+        }
+    }
+    progress_end(&p);
+    if (!rc && tr.step != last_saved) {
+        rc = trainer_save(&tr, ckdir, pos, c->keep);
+        if (!rc) log_line("checkpoint %s/step_%06ld", ckdir, tr.step);
+    }
+    if (!rc) {
+        char *tj = training_json(c, &tr);
+        snprintf(path, sizeof path, "%s/model", c->dir);
+        trainer_swap_ema(&tr);
+        rc = bundle_save(&m, path, tj);
+        trainer_swap_ema(&tr);
+        free(tj);
+        if (!rc) log_line("model: %s (%s weights, %ld steps, %ld skipped)", path,
+                          c->ema_decay > 0 ? "EMA" : "last", tr.step, tr.skipped);
+    }
+out:
+    free(x);
+    free(caps);
+    free(cp);
+    free(rgb);
+    trainer_free(&tr);
+    t2i_free(&m);
+    return rc;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: selma pretrain CONFIG.ini [section.key=value ...] [--stop-after N]\n"
+            "  trains the shapes base model (text encoder + UNet) on rendered pretraining\n"
+            "  captions; resumes from the newest complete checkpoint in [output] dir.\n"
+            "  --stop-after N   stop after step N as an interruption would (checkpoints as\n"
+            "                   scheduled, no final model); rerun to resume\n"
+            "  SIGINT/SIGTERM   finish the step, write a checkpoint, exit 130\n");
+}
+
+int cmd_pretrain(int argc, char **argv) {
+    const char *config = NULL;
+    long stop_after = 0;
+    pretrain_cfg c;
+    pretrain_cfg_defaults(&c);
+    char **overrides = malloc(sizeof(char *) * (size_t)(argc + 1));
+    CHECK(overrides);
+    int n_over = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); free(overrides); return 0; }
+        if (!strcmp(argv[i], "--stop-after") && i + 1 < argc) stop_after = atol(argv[++i]);
+        else if (strchr(argv[i], '=') && argv[i][0] != '-') overrides[n_over++] = argv[i];
+        else if (!config && argv[i][0] != '-') config = argv[i];
+        else {
+            fprintf(stderr, "selma pretrain: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            free(overrides);
+            return 2;
+        }
+    }
+    if (!config) {
+        usage(stderr);
+        free(overrides);
+        return 2;
+    }
+    int rc = pretrain_cfg_load(&c, config, overrides, n_over);
+    free(overrides);
+    char path[4200];
+    if (!rc) rc = mkdir_p(c.dir);
+    snprintf(path, sizeof path, "%s/log.txt", c.dir);
+    if (!rc) rc = log_open(path);
+    snprintf(path, sizeof path, "%s/config.ini", c.dir);
+    if (!rc) rc = pretrain_cfg_write(&c, path);
+    if (!rc && c.threads > 0) openblas_set_num_threads(c.threads);
+    if (!rc) {
+        log_line("selma pretrain %s -> %s: %lld steps, batch %d", config, c.dir, (long long)c.steps, c.batch);
+        rc = run(&c, stop_after);
+    }
+    if (rc < 0) fprintf(stderr, "selma pretrain: %s\n", err_msg());
+    log_close();
+    return rc < 0 ? 1 : rc;
+}

@@ -1,0 +1,108 @@
+// A text-to-image model: text encoder + UNet + noise schedule, on disk as a directory
+// in diffusers' folder layout, so that one loading path serves the shapes world's
+// own models and (later) real SD checkpoints:
+//
+//   unet/config.json                          UNet2DConditionModel's keys
+//   unet/diffusion_pytorch_model.safetensors  diffusers' state-dict names
+//   text_encoder/config.json                  transformers' CLIPTextConfig keys
+//   text_encoder/model.safetensors            transformers' state-dict names
+//   scheduler/scheduler_config.json           DDIMScheduler's keys
+//   tokenizer/tokenizer_config.json           shapes: the word-level vocabulary's
+//   tokenizer/vocab.json                      name, size, max length; word -> id
+//   selma.json                                world, image size, how it was trained
+//
+// A bundle is written atomically: into "<dir>.tmp.<pid>", every file fsync'd, the
+// directory fsync'd, then renamed over <dir> (an old <dir> is moved aside first and
+// removed after). Loading errors name the file and the key or tensor.
+#ifndef SELMA_MODELS_BUNDLE_H
+#define SELMA_MODELS_BUNDLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "models/sampler.h"
+#include "models/schedule.h"
+#include "models/text_encoder.h"
+#include "models/unet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct t2i_config {
+    char world[16];               // "shapes" (the word tokenizer) or "sd"
+    int image_size;               // pixels (shapes: = unet sample_size)
+    unet_config unet;
+    text_encoder_config te;       // te.max_tokens: the tokenizer's padded length too
+    beta_schedule beta;
+    prediction_type prediction;
+    int train_timesteps;          // num_train_timesteps
+    double beta_start, beta_end;
+    // Sampling defaults stored in the scheduler config (diffusers' names).
+    timestep_spacing spacing;
+    int steps_offset, set_alpha_to_one;
+} t2i_config;
+
+typedef struct t2i_model {
+    t2i_config cfg;
+    noise_schedule sched;
+    text_encoder te;
+    unet unet;
+    int acts_B;         // batch the sampling activations were laid out for (0: none)
+    float *ctx;         // (acts_B, T, C) text embeddings while sampling
+} t2i_model;
+
+// The shapes world's base model (NOTES.md recipe B: cosine betas, v-prediction),
+// 48 tokens (dense prompts need up to 43 words plus <start>/<end>).
+void t2i_config_shapes(t2i_config *c);
+int t2i_config_check(const t2i_config *c);  // -1 with a message naming the field
+
+// Builds text encoder and UNet from m->cfg (set by the caller), parameters zeroed;
+// UNET_TRAIN_FULL also allocates the text encoder's gradients. lora may be NULL.
+int t2i_build(t2i_model *m, unet_train_mode mode, const lora_config *lora);
+void t2i_init_random(t2i_model *m, uint64_t seed);
+void t2i_free(t2i_model *m);
+
+// Writes the weights in m (as they are) and the configs. training_json: a JSON object
+// (text) stored under "training" in selma.json, or NULL.
+int bundle_save(const t2i_model *m, const char *dir, const char *training_json);
+// Reads the configs, builds (mode as t2i_build) and loads the weights.
+int bundle_load(t2i_model *m, const char *dir, unet_train_mode mode, const lora_config *lora);
+// Reads only the configs.
+int bundle_read_config(const char *dir, t2i_config *c);
+// 64-bit FNV-1a over the bytes of the two weight files, as 16 hex digits: names the
+// generator of a dataset. hex must hold 17 bytes.
+int bundle_hash(const char *dir, char *hex, size_t n);
+// FNV-1a continued over one file's bytes (for LoRA files added to a generator).
+int file_fnv1a(const char *path, uint64_t *h);
+
+// Config <-> JSON (bundle_json.c). `file` names the file in messages.
+char *unet_config_json(const unet_config *c);
+int unet_config_parse(const char *text, const char *file, unet_config *c);
+char *text_encoder_config_json(const text_encoder_config *c);
+int text_encoder_config_parse(const char *text, const char *file, text_encoder_config *c);
+char *scheduler_config_json(const t2i_config *c);
+int scheduler_config_parse(const char *text, const char *file, t2i_config *c);
+
+// Tokenizes prompts (NULL = "") for this model: (n, te.max_tokens) ids.
+int t2i_tokenize(const t2i_model *m, const char *const *prompts, int n, int *ids);
+
+// Draws n images for prompts[i] from seeds[i] (models/sampler.h: each image depends
+// on its own seed only). rgb (n, H, W, 3) uint8, pixels mapped from [-1, 1]. Lays out
+// sampling activations on first use (for n images, 2n with guidance). The model must
+// be frozen or its training activations are replaced.
+int t2i_sample(t2i_model *m, const sampler_opts *o, const char *const *prompts, int n,
+               const uint64_t *seeds, uint8_t *rgb);
+// Sampler options from the bundle's scheduler config plus the caller's choices.
+void t2i_sampler_opts(const t2i_model *m, sampler_kind kind, int steps, double guidance,
+                      sampler_opts *o);
+
+// Removes a directory tree (files and subdirectories); 0 if it does not exist.
+int dir_remove_tree(const char *path);
+// fsync of a directory (makes renames and new entries durable).
+int dir_fsync(const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,89 @@
+// Sampling images from a model bundle: tokenize, encode the prompts once (and the
+// empty prompt for guidance), run the sampler with the UNet as its denoiser, map
+// pixels from [-1, 1] to uint8 (see bundle.h).
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/bundle.h"
+#include "models/tokenizer.h"
+#include "runtime/error.h"
+
+int t2i_tokenize(const t2i_model *m, const char *const *prompts, int n, int *ids) {
+    int T = m->cfg.te.max_tokens;
+    if (strcmp(m->cfg.world, "shapes"))
+        return err_set("model: the %s world's tokenizer is not available here", m->cfg.world);
+    for (int i = 0; i < n; i++)
+        if (tokenizer_encode(prompts[i] ? prompts[i] : "", T, TOKENIZER_DEFAULT_PAD,
+                             ids + (size_t)i * T, NULL) < 0)
+            return -1;
+    return 0;
+}
+
+void t2i_sampler_opts(const t2i_model *m, sampler_kind kind, int steps, double guidance,
+                      sampler_opts *o) {
+    sampler_defaults(o);
+    o->kind = kind;
+    o->steps = steps;
+    o->spacing = m->cfg.spacing;
+    o->steps_offset = m->cfg.steps_offset;
+    o->set_alpha_to_one = m->cfg.set_alpha_to_one;
+    o->eta = 0;
+    o->cfg = guidance != 1.0;  // guidance 1 is the conditional model alone
+    o->guidance = guidance;
+}
+
+static int denoise(void *ctx, const float *x, const float *t, int n_img, float *out) {
+    t2i_model *m = ctx;
+    if (unet_forward(&m->unet, x, t, m->ctx, n_img)) return -1;
+    const unet_config *c = &m->cfg.unet;
+    memcpy(out, m->unet.out, (size_t)n_img * c->out_channels * c->sample_size * c->sample_size * sizeof(float));
+    return 0;
+}
+
+static int ensure_acts(t2i_model *m, int rows) {
+    if (m->acts_B >= rows) return 0;
+    const text_encoder_config *tc = &m->cfg.te;
+    float *ctx = realloc(m->ctx, (size_t)rows * tc->max_tokens * tc->width * sizeof(float));
+    if (!ctx) return err_set("model: out of memory for %d text embeddings", rows);
+    m->ctx = ctx;
+    if (text_encoder_alloc_acts(&m->te, rows, 0) || unet_alloc_activations(&m->unet, rows, tc->max_tokens))
+        return -1;
+    m->acts_B = rows;
+    return 0;
+}
+
+int t2i_sample(t2i_model *m, const sampler_opts *o, const char *const *prompts, int n,
+               const uint64_t *seeds, uint8_t *rgb) {
+    const t2i_config *c = &m->cfg;
+    int T = c->te.max_tokens, rows = o->cfg ? 2 * n : n, S = c->unet.sample_size;
+    int ch = c->unet.out_channels;
+    if (n < 1) return err_set("sample: %d images", n);
+    if (ensure_acts(m, rows)) return -1;
+    int *ids = malloc((size_t)rows * T * sizeof(int));
+    const char **texts = malloc((size_t)rows * sizeof(char *));
+    float *x = malloc((size_t)n * ch * S * S * sizeof(float));
+    CHECK(ids && texts && x);
+    // diffusers' order: unconditional rows first, then the conditional ones.
+    for (int i = 0; i < rows; i++) texts[i] = o->cfg && i < n ? "" : prompts[o->cfg ? i - n : i];
+    int rc = t2i_tokenize(m, texts, rows, ids);
+    if (!rc) rc = text_encoder_forward(&m->te, ids, rows);
+    if (!rc) {
+        memcpy(m->ctx, m->te.acts.out, (size_t)rows * T * c->te.width * sizeof(float));
+        rc = sampler_run(o, &m->sched, denoise, m, n, ch * S * S, seeds, x);
+    }
+    // NCHW floats in [-1, 1] -> HWC bytes.
+    for (int b = 0; b < n && !rc; b++)
+        for (int y = 0; y < S; y++)
+            for (int xx = 0; xx < S; xx++)
+                for (int k = 0; k < 3; k++) {
+                    float v = x[(((size_t)b * ch + (k < ch ? k : 0)) * S + y) * S + xx];
+                    float p = roundf((v + 1.0f) * 127.5f);
+                    p = p != p ? 0 : p < 0 ? 0 : p > 255 ? 255 : p;
+                    rgb[(((size_t)b * S + y) * S + xx) * 3 + k] = (uint8_t)p;
+                }
+    free(ids);
+    free(texts);
+    free(x);
+    return rc;
+}

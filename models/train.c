@@ -1,0 +1,251 @@
+// Full training of a text-to-image model (see train.h).
+#include "models/train.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/mse.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+
+static const char *const group_names[TRAIN_GROUPS] = {"unet", "text_encoder"};
+
+int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint64_t seed) {
+    memset(tr, 0, sizeof *tr);
+    if (m->unet.mode != UNET_TRAIN_FULL || !m->te.grads_arena.base)
+        return err_set("trainer: the model was not built for full training");
+    if (B < 1) return err_set("trainer: batch %d < 1", B);
+    if (!(hp->caption_dropout >= 0 && hp->caption_dropout <= 1))
+        return err_set("trainer: caption_dropout %g outside [0, 1]", hp->caption_dropout);
+    tr->m = m, tr->hp = *hp, tr->B = B;
+    const t2i_config *c = &m->cfg;
+    int S = c->unet.sample_size, T = c->te.max_tokens;
+    tr->n_pix = c->unet.in_channels * S * S;
+    if (c->unet.out_channels != c->unet.in_channels)
+        return err_set("trainer: out_channels %d != in_channels %d (the target has the input's shape)",
+                       c->unet.out_channels, c->unet.in_channels);
+    tr->param[0] = (float *)m->unet.params.params.base, tr->grad[0] = (float *)m->unet.params.grads.base;
+    tr->n[0] = m->unet.params.params.size / sizeof(float);
+    tr->param[1] = (float *)m->te.params_arena.base, tr->grad[1] = (float *)m->te.grads_arena.base;
+    tr->n[1] = m->te.params_arena.size / sizeof(float);
+    // Full training gives every parameter a gradient laid out in the same order and
+    // alignment, so the two arenas match float for float.
+    CHECK(m->unet.params.grads.size == m->unet.params.params.size);
+    CHECK(m->te.grads_arena.size == m->te.params_arena.size);
+    for (int g = 0; g < TRAIN_GROUPS; g++) {
+        tr->adam_m[g] = calloc(tr->n[g], sizeof(float));
+        tr->adam_v[g] = calloc(tr->n[g], sizeof(float));
+        if (!tr->adam_m[g] || !tr->adam_v[g]) {
+            trainer_free(tr);
+            return err_set("trainer: out of memory for the optimizer state");
+        }
+        if (hp->ema_decay > 0 && ema_init(&tr->ema[g], tr->param[g], tr->n[g], hp->ema_decay, hp->ema_warmup)) {
+            trainer_free(tr);
+            return -1;
+        }
+    }
+    size_t np = (size_t)B * tr->n_pix;
+    tr->ids = malloc(sizeof(int) * (size_t)B * T);
+    tr->t = malloc(sizeof(int) * (size_t)B);
+    tr->drop = malloc(sizeof(int) * (size_t)B);
+    tr->tf = malloc(sizeof(float) * (size_t)B);
+    tr->noise = malloc(sizeof(float) * np);
+    tr->xt = malloc(sizeof(float) * np);
+    tr->target = malloc(sizeof(float) * np);
+    tr->dout = malloc(sizeof(float) * np);
+    tr->dctx = malloc(sizeof(float) * (size_t)B * T * c->te.width);
+    tr->texts = malloc(sizeof(char *) * (size_t)B);
+    if (!tr->ids || !tr->t || !tr->drop || !tr->tf || !tr->noise || !tr->xt || !tr->target ||
+        !tr->dout || !tr->dctx || !tr->texts) {
+        trainer_free(tr);
+        return err_set("trainer: out of memory for batch %d", B);
+    }
+    if (text_encoder_alloc_acts(&m->te, B, 1) || unet_alloc_activations(&m->unet, B, T)) {
+        trainer_free(tr);
+        return -1;
+    }
+    tr->rng = rng_make(seed, 0x747261696e00ULL);  // "train"
+    log_line("trainer: %zu UNet + %zu text encoder floats, batch %d", tr->n[0], tr->n[1], B);
+    return 0;
+}
+
+void trainer_free(trainer *tr) {
+    for (int g = 0; g < TRAIN_GROUPS; g++) {
+        free(tr->adam_m[g]);
+        free(tr->adam_v[g]);
+        if (tr->ema[g].shadow) ema_free(&tr->ema[g]);
+    }
+    free(tr->ids), free(tr->t), free(tr->drop), free(tr->tf), free(tr->noise);
+    free(tr->xt), free(tr->target), free(tr->dout), free(tr->dctx), free(tr->texts);
+    memset(tr, 0, sizeof *tr);
+}
+
+double trainer_lr(const trainer *tr) {
+    double lr = tr->hp.adam.lr;
+    if (tr->hp.warmup_steps > 0 && tr->step < tr->hp.warmup_steps)
+        lr *= (double)(tr->step + 1) / tr->hp.warmup_steps;
+    return lr;
+}
+
+// Forward to the loss; the target of the prediction type is left in tr->target.
+static int forward_loss(trainer *tr, const float *x0, const char *const *texts, const int *t,
+                        const float *noise, double *loss) {
+    t2i_model *m = tr->m;
+    int B = tr->B;
+    schedule_add_noise(&m->sched, tr->xt, x0, noise, t, B, tr->n_pix);
+    schedule_target(&m->sched, tr->target, x0, noise, t, B, tr->n_pix);
+    for (int b = 0; b < B; b++) tr->tf[b] = (float)t[b];
+    if (t2i_tokenize(m, texts, B, tr->ids) || text_encoder_forward(&m->te, tr->ids, B) ||
+        unet_forward(&m->unet, tr->xt, tr->tf, m->te.acts.out, B))
+        return -1;
+    *loss = mse_loss_forward(m->unet.out, tr->target, (size_t)B * tr->n_pix);
+    return 0;
+}
+
+int trainer_eval_loss(trainer *tr, const float *x0, const char *const *captions, const int *t,
+                      const float *noise, double *loss) {
+    return forward_loss(tr, x0, captions, t, noise, loss);
+}
+
+static double grad_norm(const trainer *tr) {
+    double s = 0;
+    for (int g = 0; g < TRAIN_GROUPS; g++)
+        for (size_t i = 0; i < tr->n[g]; i++) s += (double)tr->grad[g][i] * tr->grad[g][i];
+    return sqrt(s);
+}
+
+int trainer_step(trainer *tr, const float *x0, const char *const *captions, double *loss_out,
+                 double *norm_out) {
+    t2i_model *m = tr->m;
+    int B = tr->B;
+    if (schedule_drop_captions(&tr->rng, B, tr->hp.caption_dropout, tr->drop) < 0) return -1;
+    for (int b = 0; b < B; b++) tr->texts[b] = tr->drop[b] ? "" : captions[b];
+    schedule_sample_timesteps(&m->sched, &tr->rng, B, tr->t);
+    for (size_t i = 0; i < (size_t)B * tr->n_pix; i++) tr->noise[i] = rng_normal(&tr->rng);
+    double loss;
+    if (forward_loss(tr, x0, tr->texts, tr->t, tr->noise, &loss)) return -1;
+    if (loss_out) *loss_out = loss;
+    if (!isfinite(loss)) {
+        tr->step++, tr->skipped++;
+        log_line("step %ld: loss %g is not finite: update skipped", tr->step, loss);
+        return 1;
+    }
+    unet_zero_grad(&m->unet);
+    text_encoder_zero_grads(&m->te);
+    mse_loss_backward(tr->dout, m->unet.out, tr->target, 1.0f, (size_t)B * tr->n_pix);
+    unet_backward(&m->unet, tr->dout, NULL, tr->dctx, B);
+    if (text_encoder_backward(&m->te, tr->dctx)) return -1;
+    double norm = grad_norm(tr);
+    if (norm_out) *norm_out = norm;
+    if (!isfinite(norm)) {
+        tr->step++, tr->skipped++;
+        log_line("step %ld: gradient norm %g is not finite: update skipped", tr->step, norm);
+        return 1;
+    }
+    if (tr->hp.grad_clip > 0 && norm > tr->hp.grad_clip) {
+        float s = (float)(tr->hp.grad_clip / (norm + 1e-6));
+        for (int g = 0; g < TRAIN_GROUPS; g++)
+            for (size_t i = 0; i < tr->n[g]; i++) tr->grad[g][i] *= s;
+    }
+    adamw_hparams hp = tr->hp.adam;
+    hp.lr = trainer_lr(tr);
+    tr->updates++;
+    for (int g = 0; g < TRAIN_GROUPS; g++) {
+        adamw_update(tr->param[g], tr->grad[g], tr->adam_m[g], tr->adam_v[g], tr->n[g], &hp, (int)tr->updates);
+        if (tr->ema[g].shadow) ema_update(&tr->ema[g], tr->param[g]);
+    }
+    tr->step++;
+    return 0;
+}
+
+void trainer_swap_ema(trainer *tr) {
+    for (int g = 0; g < TRAIN_GROUPS; g++)
+        if (tr->ema[g].shadow) ema_swap(&tr->ema[g], tr->param[g]);
+}
+
+// The arrays a checkpoint holds, in a fixed order.
+static int state_arrays(trainer *tr, ckpt_array *a, char names[][48]) {
+    int k = 0;
+    for (int g = 0; g < TRAIN_GROUPS; g++) {
+        const char *what[4] = {"params", "adam_m", "adam_v", "ema"};
+        float *data[4] = {tr->param[g], tr->adam_m[g], tr->adam_v[g], tr->ema[g].shadow};
+        for (int j = 0; j < 4; j++) {
+            if (!data[j]) continue;
+            snprintf(names[k], 48, "%s.%s", group_names[g], what[j]);
+            a[k] = (ckpt_array){names[k], data[j], tr->n[g]};
+            k++;
+        }
+    }
+    return k;
+}
+
+static void add_u64(cJSON *o, const char *key, uint64_t v) {
+    char buf[32];  // as text: a double cannot hold every u64
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    cJSON_AddStringToObject(o, key, buf);
+}
+
+int trainer_save(trainer *tr, const char *root, long data_pos, int keep) {
+    ckpt_array a[4 * TRAIN_GROUPS];
+    char names[4 * TRAIN_GROUPS][48];
+    int n = state_arrays(tr, a, names);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)tr->step);
+    cJSON_AddNumberToObject(o, "updates", (double)tr->updates);
+    cJSON_AddNumberToObject(o, "skipped", (double)tr->skipped);
+    cJSON_AddNumberToObject(o, "data_pos", (double)data_pos);
+    cJSON_AddNumberToObject(o, "ema_updates", (double)tr->ema[0].updates);
+    add_u64(o, "rng_seed", tr->rng.seed);
+    add_u64(o, "rng_stream", tr->rng.stream);
+    add_u64(o, "rng_pos", tr->rng.pos);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    CHECK(text);
+    int rc = ckpt_save(root, tr->step, a, n, text, keep);
+    free(text);
+    return rc;
+}
+
+static int get_long(const cJSON *o, const char *dir, const char *key, long *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0)
+        return err_set("%s/state.json: key \"%s\" is missing or not a count", dir, key);
+    *out = (long)v->valuedouble;
+    return 0;
+}
+
+static int get_u64(const cJSON *o, const char *dir, const char *key, uint64_t *out) {
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+    char *end;
+    if (!s || !*s || (*out = strtoull(s, &end, 10), *end))
+        return err_set("%s/state.json: key \"%s\" is missing or not an integer string", dir, key);
+    return 0;
+}
+
+int trainer_load(trainer *tr, const char *dir, long *data_pos) {
+    ckpt_array a[4 * TRAIN_GROUPS];
+    char names[4 * TRAIN_GROUPS][48], *text;
+    int n = state_arrays(tr, a, names);
+    if (ckpt_load(dir, a, n, &text)) return -1;
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    long ema_updates = 0;
+    rng r = {0};
+    int rc = o ? 0 : err_set("%s/state.json: not JSON", dir);
+    if (!rc) rc = get_long(o, dir, "step", &tr->step);
+    if (!rc) rc = get_long(o, dir, "updates", &tr->updates);
+    if (!rc) rc = get_long(o, dir, "skipped", &tr->skipped);
+    if (!rc) rc = get_long(o, dir, "data_pos", data_pos);
+    if (!rc) rc = get_long(o, dir, "ema_updates", &ema_updates);
+    if (!rc) rc = get_u64(o, dir, "rng_seed", &r.seed);
+    if (!rc) rc = get_u64(o, dir, "rng_stream", &r.stream);
+    if (!rc) rc = get_u64(o, dir, "rng_pos", &r.pos);
+    cJSON_Delete(o);
+    if (rc) return -1;
+    tr->rng = r;
+    for (int g = 0; g < TRAIN_GROUPS; g++) tr->ema[g].updates = ema_updates;
+    return 0;
+}
