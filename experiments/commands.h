@@ -4,5 +4,12 @@
 #define SELMA_EXPERIMENTS_COMMANDS_H
 
 int cmd_version(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_prompts(int argc, char **argv);
+int cmd_world(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_pretrain(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

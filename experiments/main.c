@@ -13,6 +13,13 @@ typedef struct command {
 
 static const command commands[] = {
     {"version", cmd_version, "print the version and what this build supports"},
+    {"inspect", cmd_inspect, "list a safetensors or HDF5 file's tensors/datasets and metadata"},
+    {"prompts", cmd_prompts, "generate diverse prompts of a skill (shapes world)"},
+    {"world", cmd_world, "world render: ground-truth images of generated prompts"},
+    {"eval", cmd_eval, "DSG and TIFA scores of a dataset's images (shapes world)"},
+    {"pretrain", cmd_pretrain, "train the shapes base model (text encoder + UNet) from a config"},
+    {"sample", cmd_sample, "a labelled PNG grid of images of one prompt from a model"},
+    {"generate", cmd_generate, "images for every prompt of a file, written as a dataset"},
 };
 
 static void usage(FILE *f) {
