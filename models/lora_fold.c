@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/lora_set.h"
 #include "runtime/error.h"
 #include "runtime/safetensors.h"
 
@@ -13,7 +14,7 @@
 #define SUFFIX_A ".lora_A.weight"
 
 // Checks every pair first (so that a bad file leaves the model untouched), then folds.
-static int fold_pass(unet *m, const st_file *f, float weight, double alpha, int apply, int *n) {
+static int fold_pass(unet *m, const st_file *f, float weight, int apply, int *n) {
     char name[UNET_NAME_MAX + 32];
     size_t lp = strlen(PREFIX), la = strlen(SUFFIX_A);
     *n = 0;
@@ -41,6 +42,9 @@ static int fold_pass(unet *m, const st_file *f, float weight, double alpha, int 
             return err_set("%s: tensor '%s': shapes of A (%lld, %lld) and B (%lld, %lld) do not fit weight '%s'",
                            f->name, a->name, (long long)a->shape[0], (long long)a->shape[1],
                            (long long)b->shape[0], (long long)b->shape[1], name);
+        double alpha;  // per module: lora_alpha_pattern, lora_alpha or the rank (lora_set.h)
+        snprintf(name, sizeof name, "%.*s", ml, a->name + lp);
+        if (lora_file_alpha(f, name, (int)a->shape[0], &alpha)) return -1;
         (*n)++;
         if (!apply) continue;
         int r = (int)a->shape[0];
@@ -49,7 +53,7 @@ static int fold_pass(unet *m, const st_file *f, float weight, double alpha, int 
         int rc = st_tensor_to_f32(f, a, A, (size_t)(r * in));
         if (!rc) rc = st_tensor_to_f32(f, b, B, (size_t)(out * r));
         if (!rc) {
-            float scale = (float)(weight * (alpha > 0 ? alpha : r) / r);
+            float scale = (float)(weight * alpha / r);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out, (int)in, r, scale, B, r,
                         A, (int)in, 1.0f, p->t.data, (int)in);
         }
@@ -63,16 +67,10 @@ static int fold_pass(unet *m, const st_file *f, float weight, double alpha, int 
 int unet_fold_lora(unet *m, const char *path, float weight, int *n_folded) {
     st_file f;
     if (st_open(path, &f)) return -1;
-    double alpha = 0;
-    const char *s = st_meta_get(&f, "lora_alpha");
-    char *end = NULL;
-    if (s) alpha = strtod(s, &end);
-    int n = 0, rc = 0;
-    if (s && (end == s || *end || !(alpha > 0)))
-        rc = err_set("%s: __metadata__ lora_alpha '%s' is not a positive number", path, s);
-    if (!rc) rc = fold_pass(m, &f, weight, alpha, 0, &n);
+    int n = 0;
+    int rc = fold_pass(m, &f, weight, 0, &n);
     if (!rc && n == 0) rc = err_set("%s: holds no UNet LoRA pairs", path);
-    if (!rc) rc = fold_pass(m, &f, weight, alpha, 1, &n);
+    if (!rc) rc = fold_pass(m, &f, weight, 1, &n);
     st_close(&f);
     if (!rc && n_folded) *n_folded = n;
     return rc;

@@ -3,8 +3,9 @@
 //   W += weight * alpha / rank * B @ A      (W (out, in), B (out, r), A (r, in))
 // SELMA's merge is exactly a sum of such weighted deltas. Files use PEFT / diffusers
 // names with the "unet." prefix ("unet.<module>.lora_A.weight", models/unet.c's LoRA
-// saving); rank comes from A's shape, alpha from __metadata__ "lora_alpha" (rank when
-// absent, i.e. scale 1). 1x1-convolution weights (out, in, 1, 1) fold like linears.
+// saving); rank comes from A's shape, alpha per module from __metadata__
+// "lora_alpha_pattern", else "lora_alpha", else the rank (scale 1), as models/lora_set.h
+// defines. 1x1-convolution weights (out, in, 1, 1) fold like linears.
 #ifndef SELMA_MODELS_LORA_FOLD_H
 #define SELMA_MODELS_LORA_FOLD_H
 

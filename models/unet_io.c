@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/lora_set.h"
 #include "models/unet.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -129,6 +130,25 @@ int unet_load(unet *m, const char *path, param_kind kind) {
         summary(msg, sizeof msg, &unexpected);
         summary(msg, sizeof msg, &wrong);
         return err_set("unet_load %s: %s", path, msg);
+    }
+    // An adapter's scale comes from the model's lora_config, so the file's own scale
+    // (alpha rules of models/lora_set.h) must agree, or the adapter acts at the wrong
+    // strength: a merged file has alpha = rank, an expert its training alpha.
+    for (int i = 0; kind == PARAM_LORA && i < m->params.n; i++) {
+        const unet_param *p = &m->params.items[i];
+        const char *sa = ".lora_A.weight";
+        size_t nl = strlen(p->name), sl = strlen(sa);
+        if (p->kind != PARAM_LORA || nl <= sl || strcmp(p->name + nl - sl, sa)) continue;
+        snprintf(name, sizeof name, "%.*s", (int)(nl - sl), p->name);
+        double alpha, r = (double)p->t.shape[0], want = (double)m->params.lora.alpha / m->params.lora.rank;
+        int rc = lora_file_alpha(&f, name, (int)r, &alpha);
+        if (!rc && fabs(alpha / r - want) > 1e-6 * want)
+            rc = err_set("unet_load %s: module '%s' has scale alpha / rank = %g / %g, the model %g / %d", path,
+                         name, alpha, r, (double)m->params.lora.alpha, m->params.lora.rank);
+        if (rc) {
+            st_close(&f);
+            return -1;
+        }
     }
     // Everything matches: only now are the model's weights overwritten.
     for (int i = 0; i < m->params.n; i++) {
