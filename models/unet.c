@@ -10,6 +10,7 @@
 #include "kernels/groupnorm.h"
 #include "kernels/timestep_embedding.h"
 #include "kernels/upsample.h"
+#include "models/lora_moe.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 
@@ -153,6 +154,9 @@ int unet_build(unet *m, const unet_config *cfg, unet_train_mode mode, const lora
     if (mode == UNET_TRAIN_FULL && rank > 0)
         return err_set("unet: full training with adapters attached is not supported "
                        "(the adapter kernels compute no base-weight gradient)");
+    if (mode == UNET_TRAIN_MOE && rank > 0)
+        return err_set("unet: a LoRA mixture of experts takes its experts from LoRA files "
+                       "(models/lora_moe.h), not from a lora_config");
     if (rank > 0 && !(lora->alpha > 0))
         return err_set("unet: LoRA alpha must be positive (got %g)", (double)lora->alpha);
     m->cfg = *cfg;
@@ -291,7 +295,10 @@ void unet_free(unet *m) {
     ptab_free(&m->params);
 }
 
-void unet_zero_grad(unet *m) { ptab_zero_grad(&m->params); }
+void unet_zero_grad(unet *m) {
+    ptab_zero_grad(&m->params);
+    if (m->moe) lora_moe_zero_grad(m->moe);
+}
 
 int unet_forward(unet *m, const float *x, const float *t, const float *context, int B) {
     const unet_config *c = &m->cfg;

@@ -67,6 +67,8 @@ typedef enum unet_train_mode {
     UNET_FROZEN,      // no gradients (sampling; backward may still give dcontext)
     UNET_TRAIN_FULL,  // every base parameter trainable (pretraining); no adapters
     UNET_TRAIN_LORA,  // adapters trainable, base frozen
+    UNET_TRAIN_MOE,   // base frozen, no adapters: a LoRA mixture of experts attached after
+                      // the build trains its routers (models/lora_moe.h)
 } unet_train_mode;
 
 typedef struct unet_down_level {
@@ -93,6 +95,7 @@ typedef struct unet {
     unet_config cfg;
     unet_train_mode mode;
     param_table params;     // every parameter by name; save/load iterate over it
+    struct lora_moe *moe;   // the mixture of LoRA experts attached by lora_moe_init, or NULL
     unet_linear time_linear_1, time_linear_2;  // time_embedding.linear_{1,2}
     unet_conv conv_in;
     unet_down_level down[UNET_MAX_LEVELS];
@@ -148,7 +151,8 @@ void unet_backward(unet *m, const float *dout, float *dx, float *dcontext, int B
 // requires exactly the model's tensors: missing, unexpected and wrong-shape tensors
 // are counted and named (the first few of each) in the error, and the model is left
 // unchanged unless everything matches. Tensors of any numeric dtype in the file are
-// converted to f32 (fixtures store F16).
+// converted to f32 (fixtures store F16). A LoRA file's scale for each module
+// (models/lora_set.h's alpha rules) must equal the model's lora alpha / rank.
 int unet_save(const unet *m, const char *path, param_kind kind);
 int unet_load(unet *m, const char *path, param_kind kind);
 

@@ -10,6 +10,7 @@
 #include "kernels/groupnorm.h"
 #include "kernels/linear.h"
 #include "kernels/lora.h"
+#include "models/lora_moe.h"
 #include "runtime/error.h"
 
 // ---- parameter table ----
@@ -128,6 +129,7 @@ void unet_linear_setup(unet_linear *l, param_table *t, const char *name, int in,
     int64_t ws[4] = {out, in, 1, 1}, bs[1] = {out};
     name2(buf, name, "weight");
     l->w = ptab_add(t, buf, as_conv1x1 ? 4 : 2, ws, PARAM_BASE, PARAM_INIT_UNIFORM, in, &l->dw);
+    t->items[t->n - 1].linear = l;
     if (bias) {
         name2(buf, name, "bias");
         l->b = ptab_add(t, buf, 1, bs, PARAM_BASE, PARAM_INIT_UNIFORM, in, &l->db);
@@ -146,10 +148,13 @@ void unet_linear_setup(unet_linear *l, param_table *t, const char *name, int in,
 
 void unet_linear_acts(unet_linear *l, arena *a, int N) {
     l->lora_h = l->rank ? arena_take(a, (size_t)N * l->rank * sizeof(float)) : NULL;
+    if (l->moe) moe_linear_acts(l->moe, a, N);
 }
 
 void unet_linear_forward(unet_linear *l, float *out, const float *inp, int N) {
-    if (l->rank)
+    if (l->moe)
+        moe_linear_forward(l, out, inp, N);
+    else if (l->rank)
         lora_linear_forward(out, l->lora_h, inp, l->w, l->b, l->lora_a, l->lora_b, l->scale,
                             N, l->in, l->out, l->rank);
     else
@@ -158,7 +163,9 @@ void unet_linear_forward(unet_linear *l, float *out, const float *inp, int N) {
 
 void unet_linear_backward(unet_linear *l, float *dinp, const float *dout, const float *inp,
                           int N, float *dh_scratch) {
-    if (l->rank)  // the base weight is frozen under an adapter: lora.h computes none
+    if (l->moe)  // base and experts frozen: router gradients only
+        moe_linear_backward(l, dinp, dout, inp, N);
+    else if (l->rank)  // the base weight is frozen under an adapter: lora.h computes none
         lora_linear_backward(dinp, l->dlora_a, l->dlora_b, dh_scratch, dout, inp, l->lora_h,
                              l->w, l->lora_a, l->lora_b, l->scale, N, l->in, l->out, l->rank);
     else if (dinp || l->dw || l->db)

@@ -44,6 +44,7 @@ typedef struct unet_param {
     param_init init;
     int fan_in;                // for PARAM_INIT_UNIFORM
     float **grad_slot;         // the module field that receives `grad`
+    struct unet_linear *linear;  // a linear's weight: its module (models/lora_moe.c attaches by name)
 } unet_param;
 
 // LoRA rule: a linear whose name ends in ".<target>" for one of the comma-separated
@@ -89,6 +90,8 @@ typedef struct unet_linear {
     float *lora_a, *lora_b;  // (rank, in), (out, rank)
     float *dlora_a, *dlora_b;
     float *lora_h;           // activation (N, rank): inp @ lora_a^T, kept for backward
+    struct moe_linear *moe;  // NULL, or a mixture of LoRA experts (models/lora_moe.h) in
+                             // place of the adapter, attached after the build
 } unet_linear;
 
 typedef struct unet_conv {
