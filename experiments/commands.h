@@ -11,5 +11,9 @@ int cmd_eval(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+int cmd_fold(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

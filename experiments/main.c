@@ -20,6 +20,10 @@ static const command commands[] = {
     {"pretrain", cmd_pretrain, "train the shapes base model (text encoder + UNet) from a config"},
     {"sample", cmd_sample, "a labelled PNG grid of images of one prompt from a model"},
     {"generate", cmd_generate, "images for every prompt of a file, written as a dataset"},
+    {"train", cmd_train, "one LoRA adapter on datasets, base frozen (a skill expert)"},
+    {"merge", cmd_merge, "merge LoRA experts into one adapter (SELMA: sum, weights 1/N)"},
+    {"fold", cmd_fold, "bake an adapter into the base weights: a new bundle"},
+    {"run", cmd_run, "the whole SELMA pipeline from a config (skips finished stages)"},
 };
 
 static void usage(FILE *f) {

@@ -47,7 +47,7 @@ int report_check(const run_results *r) {
     return 0;
 }
 
-void report_grid_path(const run_results *r, const image_grid *g, char *buf, size_t n) {
+void report_grid_path(const run_results *r, const report_grid *g, char *buf, size_t n) {
     if (g->path[0] == '/') snprintf(buf, n, "%s", g->path);
     else snprintf(buf, n, "%s/%s", r->run_dir, g->path);
 }

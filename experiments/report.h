@@ -43,7 +43,7 @@ int report_is_merge_method(const char *name);
 // image grid readable and a PNG.
 int report_check(const run_results *r);
 // A grid's file: its path when absolute, else relative to the run directory.
-void report_grid_path(const run_results *r, const image_grid *g, char *buf, size_t n);
+void report_grid_path(const run_results *r, const report_grid *g, char *buf, size_t n);
 
 // "71.3 [69.0, 73.6]" (percent of a [0, 1] score), "71.3" for n == 1, "-" for n == 0.
 void report_fmt_pct(char *buf, size_t n, metric_ci m);

@@ -185,7 +185,7 @@ static void charts(FILE *f, const run_results *r, const int *skills, int n_skill
 }
 
 // one grid: the PNG's bytes as a data URI
-static int grid(FILE *f, const run_results *r, const image_grid *g) {
+static int grid(FILE *f, const run_results *r, const report_grid *g) {
     char path[1100];
     report_grid_path(r, g, path, sizeof path);
     char *data;

@@ -37,22 +37,22 @@ typedef struct loss_curve {
     float *step, *loss;  // (n) owned by the results
 } loss_curve;
 
-typedef struct image_grid {
+typedef struct report_grid {
     char path[512];      // a PNG next to the report (relative to the run directory)
     char caption[256];   // "the same 8 test prompts and seeds, one row per method"
-} image_grid;
+} report_grid;
 
 typedef struct run_results {
     char title[128];           // the config's name
     char run_dir[512];
     char note[1024];           // e.g. what the quick config scales down, and why
-    char quality_metric[256];  // one line naming the image-quality figure and its features
+    char quality_metric[512];  // one line naming the image-quality figure and its features
     int n_methods;
     method_result methods[RESULTS_MAX_METHODS];
     int n_curves;
     loss_curve curves[RESULTS_MAX_CURVES];
     int n_grids;
-    image_grid grids[RESULTS_MAX_GRIDS];
+    report_grid grids[RESULTS_MAX_GRIDS];
 } run_results;
 
 void run_results_free(run_results *r);  // the curves' arrays

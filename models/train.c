@@ -1,4 +1,4 @@
-// Full training of a text-to-image model (see train.h).
+// Training a text-to-image model, full or LoRA (see train.h).
 #include "models/train.h"
 
 #include <cjson/cJSON.h>
@@ -8,34 +8,113 @@
 #include <string.h>
 
 #include "kernels/mse.h"
+#include "models/lora_moe.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 
-static const char *const group_names[TRAIN_GROUPS] = {"unet", "text_encoder"};
+static const char *const group_names[2][TRAIN_GROUPS] = {{"unet", "text_encoder"}, {"lora", ""}};
+
+// LoRA mode: the adapters between the model and the flat copy, which has the gradient
+// arena's layout (each adapter at its gradient's offset, padding zero). A mixture of
+// experts (UNET_TRAIN_MOE) trains in this mode too: its routers are one flat arena laid
+// out like their gradients' (models/lora_moe.h), copied whole.
+static void lora_gather(trainer *tr) {
+    const param_table *t = &tr->m->unet.params;
+    if (tr->m->unet.moe) {
+        memcpy(tr->param[0], tr->m->unet.moe->router.base, tr->n[0] * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < t->n; i++) {
+        const unet_param *p = &t->items[i];
+        if (!p->trainable) continue;
+        size_t off = (size_t)(p->grad - (float *)t->grads.base);
+        memcpy(tr->param[0] + off, p->t.data, (size_t)tensor_numel(&p->t) * sizeof(float));
+    }
+}
+
+static void lora_scatter(trainer *tr) {
+    const param_table *t = &tr->m->unet.params;
+    if (tr->m->unet.moe) {
+        memcpy(tr->m->unet.moe->router.base, tr->param[0], tr->n[0] * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < t->n; i++) {
+        const unet_param *p = &t->items[i];
+        if (!p->trainable) continue;
+        size_t off = (size_t)(p->grad - (float *)t->grads.base);
+        memcpy(p->t.data, tr->param[0] + off, (size_t)tensor_numel(&p->t) * sizeof(float));
+    }
+}
+
+static uint64_t name_hash(const char *s) {  // unet_io.c's stream per tensor name
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+void trainer_init_lora(trainer *tr, uint64_t seed) {
+    CHECK(tr->lora);
+    const param_table *t = &tr->m->unet.params;
+    for (int i = 0; i < t->n; i++) {
+        const unet_param *p = &t->items[i];
+        if (p->kind != PARAM_LORA) continue;
+        size_t n = (size_t)tensor_numel(&p->t);
+        if (p->init == PARAM_INIT_ZEROS) memset(p->t.data, 0, n * sizeof(float));
+        else {
+            float bound = 1.0f / sqrtf((float)p->fan_in);
+            rng_fill_uniform(p->t.data, n, seed, name_hash(p->name), 0, -bound, bound);
+        }
+    }
+    lora_gather(tr);
+    if (tr->ema[0].shadow) memcpy(tr->ema[0].shadow, tr->param[0], tr->n[0] * sizeof(float));
+}
+
+void trainer_epoch_order(const trainer *tr, long epoch, int n, int *perm) {
+    for (int i = 0; i < n; i++) perm[i] = i;
+    rng r = rng_make(tr->rng.seed, 0x646174610000ULL + (uint64_t)epoch);  // "data" + epoch
+    rng_shuffle(&r, perm, n);
+}
 
 int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint64_t seed) {
     memset(tr, 0, sizeof *tr);
-    if (m->unet.mode != UNET_TRAIN_FULL || !m->te.grads_arena.base)
-        return err_set("trainer: the model was not built for full training");
+    int moe = m->unet.mode == UNET_TRAIN_MOE, lora = m->unet.mode == UNET_TRAIN_LORA || moe;
+    if (!lora && (m->unet.mode != UNET_TRAIN_FULL || !m->te.grads_arena.base))
+        return err_set("trainer: the model was built frozen (build it for full or LoRA training)");
+    if (lora && !moe && !m->unet.params.grads.base)
+        return err_set("trainer: LoRA mode but the model has no adapters");
+    if (moe && (!m->unet.moe || !m->unet.moe->router_grads.base))
+        return err_set("trainer: MoE mode but no mixture of experts is attached (lora_moe_init)");
     if (B < 1) return err_set("trainer: batch %d < 1", B);
     if (!(hp->caption_dropout >= 0 && hp->caption_dropout <= 1))
         return err_set("trainer: caption_dropout %g outside [0, 1]", hp->caption_dropout);
-    tr->m = m, tr->hp = *hp, tr->B = B;
+    tr->m = m, tr->hp = *hp, tr->B = B, tr->lora = lora, tr->n_groups = lora ? 1 : 2;
     const t2i_config *c = &m->cfg;
     int S = c->unet.sample_size, T = c->te.max_tokens;
     tr->n_pix = c->unet.in_channels * S * S;
     if (c->unet.out_channels != c->unet.in_channels)
         return err_set("trainer: out_channels %d != in_channels %d (the target has the input's shape)",
                        c->unet.out_channels, c->unet.in_channels);
-    tr->param[0] = (float *)m->unet.params.params.base, tr->grad[0] = (float *)m->unet.params.grads.base;
-    tr->n[0] = m->unet.params.params.size / sizeof(float);
-    tr->param[1] = (float *)m->te.params_arena.base, tr->grad[1] = (float *)m->te.grads_arena.base;
-    tr->n[1] = m->te.params_arena.size / sizeof(float);
-    // Full training gives every parameter a gradient laid out in the same order and
-    // alignment, so the two arenas match float for float.
-    CHECK(m->unet.params.grads.size == m->unet.params.params.size);
-    CHECK(m->te.grads_arena.size == m->te.params_arena.size);
-    for (int g = 0; g < TRAIN_GROUPS; g++) {
+    tr->grad[0] = (float *)m->unet.params.grads.base;
+    if (lora) {
+        tr->n[0] = m->unet.params.grads.size / sizeof(float);
+        if (moe) {
+            float *routers;
+            lora_moe_trainable(m->unet.moe, &routers, &tr->grad[0], &tr->n[0]);
+        }
+        tr->param[0] = calloc(tr->n[0], sizeof(float));
+        if (!tr->param[0]) return err_set("trainer: out of memory for the adapters' copy");
+        lora_gather(tr);
+    } else {
+        tr->param[0] = (float *)m->unet.params.params.base;
+        tr->n[0] = m->unet.params.params.size / sizeof(float);
+        tr->param[1] = (float *)m->te.params_arena.base, tr->grad[1] = (float *)m->te.grads_arena.base;
+        tr->n[1] = m->te.params_arena.size / sizeof(float);
+        // Full training gives every parameter a gradient laid out in the same order and
+        // alignment, so the two arenas match float for float.
+        CHECK(m->unet.params.grads.size == m->unet.params.params.size);
+        CHECK(m->te.grads_arena.size == m->te.params_arena.size);
+    }
+    for (int g = 0; g < tr->n_groups; g++) {
         tr->adam_m[g] = calloc(tr->n[g], sizeof(float));
         tr->adam_v[g] = calloc(tr->n[g], sizeof(float));
         if (!tr->adam_m[g] || !tr->adam_v[g]) {
@@ -63,16 +142,24 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
         trainer_free(tr);
         return err_set("trainer: out of memory for batch %d", B);
     }
-    if (text_encoder_alloc_acts(&m->te, B, 1) || unet_alloc_activations(&m->unet, B, T)) {
+    if (text_encoder_alloc_acts(&m->te, B, !lora) || unet_alloc_activations(&m->unet, B, T)) {
         trainer_free(tr);
         return -1;
     }
     tr->rng = rng_make(seed, 0x747261696e00ULL);  // "train"
-    log_line("trainer: %zu UNet + %zu text encoder floats, batch %d", tr->n[0], tr->n[1], B);
+    if (moe)
+        log_line("trainer: MoE, %zu router floats trainable, experts and base frozen, batch %d",
+                 tr->n[0], B);
+    else if (lora)
+        log_line("trainer: LoRA rank %d, %zu adapter floats trainable, base frozen, batch %d",
+                 m->unet.params.lora.rank, tr->n[0], B);
+    else
+        log_line("trainer: %zu UNet + %zu text encoder floats, batch %d", tr->n[0], tr->n[1], B);
     return 0;
 }
 
 void trainer_free(trainer *tr) {
+    if (tr->lora) free(tr->param[0]);
     for (int g = 0; g < TRAIN_GROUPS; g++) {
         free(tr->adam_m[g]);
         free(tr->adam_v[g]);
@@ -112,7 +199,7 @@ int trainer_eval_loss(trainer *tr, const float *x0, const char *const *captions,
 
 static double grad_norm(const trainer *tr) {
     double s = 0;
-    for (int g = 0; g < TRAIN_GROUPS; g++)
+    for (int g = 0; g < tr->n_groups; g++)
         for (size_t i = 0; i < tr->n[g]; i++) s += (double)tr->grad[g][i] * tr->grad[g][i];
     return sqrt(s);
 }
@@ -134,10 +221,13 @@ int trainer_step(trainer *tr, const float *x0, const char *const *captions, doub
         return 1;
     }
     unet_zero_grad(&m->unet);
-    text_encoder_zero_grads(&m->te);
     mse_loss_backward(tr->dout, m->unet.out, tr->target, 1.0f, (size_t)B * tr->n_pix);
-    unet_backward(&m->unet, tr->dout, NULL, tr->dctx, B);
-    if (text_encoder_backward(&m->te, tr->dctx)) return -1;
+    if (tr->lora) unet_backward(&m->unet, tr->dout, NULL, NULL, B);  // frozen text: no dcontext
+    else {
+        text_encoder_zero_grads(&m->te);
+        unet_backward(&m->unet, tr->dout, NULL, tr->dctx, B);
+        if (text_encoder_backward(&m->te, tr->dctx)) return -1;
+    }
     double norm = grad_norm(tr);
     if (norm_out) *norm_out = norm;
     if (!isfinite(norm)) {
@@ -147,34 +237,36 @@ int trainer_step(trainer *tr, const float *x0, const char *const *captions, doub
     }
     if (tr->hp.grad_clip > 0 && norm > tr->hp.grad_clip) {
         float s = (float)(tr->hp.grad_clip / (norm + 1e-6));
-        for (int g = 0; g < TRAIN_GROUPS; g++)
+        for (int g = 0; g < tr->n_groups; g++)
             for (size_t i = 0; i < tr->n[g]; i++) tr->grad[g][i] *= s;
     }
     adamw_hparams hp = tr->hp.adam;
     hp.lr = trainer_lr(tr);
     tr->updates++;
-    for (int g = 0; g < TRAIN_GROUPS; g++) {
+    for (int g = 0; g < tr->n_groups; g++) {
         adamw_update(tr->param[g], tr->grad[g], tr->adam_m[g], tr->adam_v[g], tr->n[g], &hp, (int)tr->updates);
         if (tr->ema[g].shadow) ema_update(&tr->ema[g], tr->param[g]);
     }
+    if (tr->lora) lora_scatter(tr);
     tr->step++;
     return 0;
 }
 
 void trainer_swap_ema(trainer *tr) {
-    for (int g = 0; g < TRAIN_GROUPS; g++)
+    for (int g = 0; g < tr->n_groups; g++)
         if (tr->ema[g].shadow) ema_swap(&tr->ema[g], tr->param[g]);
+    if (tr->lora) lora_scatter(tr);
 }
 
 // The arrays a checkpoint holds, in a fixed order.
 static int state_arrays(trainer *tr, ckpt_array *a, char names[][48]) {
     int k = 0;
-    for (int g = 0; g < TRAIN_GROUPS; g++) {
+    for (int g = 0; g < tr->n_groups; g++) {
         const char *what[4] = {"params", "adam_m", "adam_v", "ema"};
         float *data[4] = {tr->param[g], tr->adam_m[g], tr->adam_v[g], tr->ema[g].shadow};
         for (int j = 0; j < 4; j++) {
             if (!data[j]) continue;
-            snprintf(names[k], 48, "%s.%s", group_names[g], what[j]);
+            snprintf(names[k], 48, "%s.%s", group_names[tr->lora][g], what[j]);
             a[k] = (ckpt_array){names[k], data[j], tr->n[g]};
             k++;
         }
@@ -246,6 +338,7 @@ int trainer_load(trainer *tr, const char *dir, long *data_pos) {
     cJSON_Delete(o);
     if (rc) return -1;
     tr->rng = r;
-    for (int g = 0; g < TRAIN_GROUPS; g++) tr->ema[g].updates = ema_updates;
+    for (int g = 0; g < tr->n_groups; g++) tr->ema[g].updates = ema_updates;
+    if (tr->lora) lora_scatter(tr);
     return 0;
 }

@@ -1,5 +1,10 @@
-// Full training of a text-to-image model (the shapes base: text encoder + UNet jointly,
-// every weight trainable). One step on a batch of (image, caption):
+// Training a text-to-image model, in one of two modes chosen by how the model was built:
+//   full (UNET_TRAIN_FULL): the shapes base, text encoder + UNet jointly, every weight
+//     trainable;
+//   LoRA (UNET_TRAIN_LORA): SELMA's experts, only the UNet's adapters trainable; the
+//     text encoder is frozen and runs forward only (no activations kept, no gradients)
+//     and the base weights have no gradient at all, so they stay bit-identical.
+// One step on a batch of (image, caption):
 //   captions dropped to "" with probability caption_dropout (classifier-free guidance)
 //   t ~ U{0..T-1}, eps ~ N(0, 1), x_t = sqrt(ac) x0 + sqrt(1-ac) eps
 //   loss = mse(unet(x_t, t, text_encoder(caption)), target)  (eps or v, as the schedule)
@@ -7,7 +12,11 @@
 //   global gradient-norm clip, AdamW with linear warm-up, EMA of the weights.
 // A non-finite loss skips the update (counted in `skipped`; the step still counts).
 // Optimizer and EMA work on the flat parameter arenas (padding is zero and stays zero),
-// which is also how checkpoints store them, so a resumed run is bit-identical.
+// which is also how checkpoints store them, so a resumed run is bit-identical. In LoRA
+// mode the adapters lie scattered among the frozen weights of the UNet's parameter
+// arena, so the trainer keeps a flat copy laid out like the gradient arena (which holds
+// exactly the adapters' gradients): AdamW, EMA and checkpoints work on the copy, and
+// every update is scattered back into the model.
 // All randomness (dropout, timesteps, noise) comes from one Philox stream `rng`.
 #ifndef SELMA_MODELS_TRAIN_H
 #define SELMA_MODELS_TRAIN_H
@@ -33,13 +42,15 @@ typedef struct train_hparams {
     double caption_dropout;
 } train_hparams;
 
-#define TRAIN_GROUPS 2  // 0: UNet, 1: text encoder
+#define TRAIN_GROUPS 2  // full: 0 UNet, 1 text encoder; LoRA: 0 the UNet's adapters only
 
 typedef struct trainer {
     t2i_model *m;
     train_hparams hp;
     int B, n_pix;                 // batch; values per image (C * H * W)
-    float *param[TRAIN_GROUPS], *grad[TRAIN_GROUPS];  // the model's arenas (flat)
+    int lora;                     // 1: LoRA mode (see the top)
+    int n_groups;                 // 2 (full) or 1 (LoRA)
+    float *param[TRAIN_GROUPS], *grad[TRAIN_GROUPS];  // the model's arenas (flat; LoRA: the copy)
     size_t n[TRAIN_GROUPS];       // floats per group
     float *adam_m[TRAIN_GROUPS], *adam_v[TRAIN_GROUPS];
     ema ema[TRAIN_GROUPS];
@@ -53,8 +64,18 @@ typedef struct trainer {
     const char **texts;
 } trainer;
 
-// The model must be built with UNET_TRAIN_FULL. Sets up activations for batch B.
+// The model must be built with UNET_TRAIN_FULL or UNET_TRAIN_LORA (the mode picks the
+// trainer's; UNET_TRAIN_MOE trains a mixture of experts' routers in LoRA mode, the
+// mixture attached first with lora_moe_init). Sets up activations for batch B. The
+// adapters keep the values they have (load them, or trainer_init_lora for a fresh start).
 int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint64_t seed);
+// PEFT's adapter init from seed (A ~ U(+-1/sqrt(in)), B = 0, one Philox stream per
+// tensor name, as unet_init_random draws them), base weights untouched. LoRA mode only.
+void trainer_init_lora(trainer *tr, uint64_t seed);
+// The order of the n data items in epoch `epoch`: a permutation drawn from the trainer's
+// seed on a Philox stream of that epoch's own, so a resumed run gets the same order from
+// the saved data position alone (epoch = pos / n, index = pos % n).
+void trainer_epoch_order(const trainer *tr, long epoch, int n, int *perm);
 void trainer_free(trainer *tr);
 double trainer_lr(const trainer *tr);  // the learning rate of the next step
 
@@ -69,6 +90,7 @@ int trainer_eval_loss(trainer *tr, const float *x0, const char *const *captions,
                       const float *noise, double *loss);
 
 // Swaps EMA weights into the model (and back on the second call); no-op without EMA.
+// In LoRA mode the model then holds them too (unet_save(..., PARAM_LORA) saves them).
 void trainer_swap_ema(trainer *tr);
 
 // Checkpoints: weights, EMA, AdamW moments, counters, RNG and the caller's data

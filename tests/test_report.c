@@ -12,11 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
-// results.h names its grid record `image_grid`, which image_io.h uses for a function;
-// the function is not needed here, so its declaration is renamed out of the way
-#define image_grid image_grid_tiles
 #include "data/image_io.h"
-#undef image_grid
 #include "experiments/report.h"
 #include "experiments/results.h"
 #include "runtime/error.h"
