@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "data/shapes.h"
+#include "runtime/checksum.h"
 #include "runtime/error.h"
 #include "runtime/fileio.h"
 
@@ -21,6 +22,12 @@
 // from asking for absurd allocations per item.
 #define DATASET_MAX_SIDE 16384
 #define DATASET_STR_CHUNK 256  // items per chunk of the 1-D datasets
+// The HDF5 user block (bytes HDF5 leaves to the application before its superblock)
+// holds one line, "selma-dataset fnv1a64:<hex> bytes <N>\n", the checksum and size
+// of the file after the block. It is checked before libhdf5 parses anything: a
+// corrupt HDF5 object header can crash or hang libhdf5 1.10 (tests/fuzz/README.md).
+#define DATASET_USERBLOCK 512
+#define USERBLOCK_MAGIC "selma-dataset "
 
 // ---------------------------------------------------------------------------------
 // Small helpers
@@ -117,6 +124,57 @@ void dataset_free(dataset *d) {
     memset(d, 0, sizeof *d);
 }
 
+// FNV-1a 64 of the file from DATASET_USERBLOCK to its end, and that length.
+static int hash_after_block(FILE *f, const char *path, uint64_t *h, uint64_t *n) {
+    unsigned char buf[1 << 16];
+    size_t got;
+    *h = FNV1A64_INIT, *n = 0;
+    if (fseek(f, DATASET_USERBLOCK, SEEK_SET)) return err_set("%s: cannot seek past the user block", path);
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) *h = fnv1a64(*h, buf, got), *n += got;
+    if (ferror(f)) return err_set("%s: read error", path);
+    return 0;
+}
+
+// Writes the user block line of a closed file (see DATASET_USERBLOCK).
+static int seal_file(const char *tmp, const char *path) {
+    FILE *f = fopen(tmp, "r+b");
+    IO_TRY(f, path);
+    uint64_t h, n;
+    char block[DATASET_USERBLOCK] = {0}, sum[FNV1A64_TEXT_LEN];
+    int rc = hash_after_block(f, path, &h, &n);
+    fnv1a64_text(h, sum);
+    snprintf(block, sizeof block, USERBLOCK_MAGIC "%s bytes %llu\n", sum, (unsigned long long)n);
+    if (!rc && (fseek(f, 0, SEEK_SET) || fwrite(block, 1, sizeof block, f) != sizeof block || fflush(f)))
+        rc = err_set("%s: cannot write the user block", path);
+    fclose(f);
+    return rc;
+}
+
+// Verifies the user block line when there is one (files from other tools have none).
+static int check_sealed(FILE *f, const char *path) {
+    char block[DATASET_USERBLOCK + 1] = {0}, want[FNV1A64_TEXT_LEN], sum[FNV1A64_TEXT_LEN];
+    if (fread(block, 1, DATASET_USERBLOCK, f) != DATASET_USERBLOCK ||
+        strncmp(block, USERBLOCK_MAGIC, strlen(USERBLOCK_MAGIC)))
+        return 0;
+    // The block must be exactly the line the writer makes (NUL padding included).
+    unsigned long long want_n;
+    char again[DATASET_USERBLOCK] = {0};
+    int ok = sscanf(block + strlen(USERBLOCK_MAGIC), "%24s bytes %llu", want, &want_n) == 2;
+    if (ok) snprintf(again, sizeof again, USERBLOCK_MAGIC "%s bytes %llu\n", want, want_n);
+    if (!ok || memcmp(again, block, DATASET_USERBLOCK))
+        return err_set("%s: damaged selma user block (corrupt file)", path);
+    uint64_t h, n;
+    if (hash_after_block(f, path, &h, &n)) return -1;
+    fnv1a64_text(h, sum);
+    if (n != want_n)
+        return err_set("%s: file holds %llu bytes after its user block, which records %llu (truncated or "
+                       "corrupt file)", path, (unsigned long long)n, want_n);
+    if (strcmp(sum, want))
+        return err_set("%s: file checksum mismatch: the bytes hash to %s, the user block records %s "
+                       "(corrupt file)", path, sum, want);
+    return 0;
+}
+
 // ---------------------------------------------------------------------------------
 // Writing
 
@@ -175,7 +233,11 @@ int dataset_writer_open(dataset_writer *w, const char *path, const dataset *meta
     atomic_tmp_name(path, w->tmp, sizeof w->tmp);
     w->height = meta->height;
     w->width = meta->width;
-    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    w->checksum = FNV1A64_INIT;
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_userblock(fcpl, DATASET_USERBLOCK);
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    h5_close(fcpl);
     if (w->file < 0) {
         w->tmp[0] = 0;  // nothing to remove
         return h5_fail(path, "/", "cannot create the file");
@@ -241,6 +303,18 @@ static int append_rows(hid_t ds, hid_t memtype, int rank, hsize_t start, hsize_t
     return rc < 0 ? -1 : 0;
 }
 
+static size_t image_bytes(const dataset_writer *w) { return (size_t)w->height * (size_t)w->width * 3; }
+
+// Feeds n items to the running checksum (the order is the one dataset.h defines).
+static uint64_t items_checksum(uint64_t h, int n, const char *const *prompts, const uint8_t *image, size_t bytes) {
+    for (int i = 0; i < n; i++) {
+        const char *p = prompts[i] ? prompts[i] : "";
+        h = fnv1a64(h, p, strlen(p) + 1);
+        h = fnv1a64(h, image + (size_t)i * bytes, bytes);
+    }
+    return h;
+}
+
 int dataset_writer_append(dataset_writer *w, const dataset *b) {
     h5_quiet();
     CHECK(w->file >= 0);
@@ -283,7 +357,7 @@ int dataset_writer_append(dataset_writer *w, const dataset *b) {
         else if (append_rows(w->image, H5T_NATIVE_UINT8, 4, start, n, b->image) < 0) which = "/image";
         else if (w->scene >= 0 && append_rows(w->scene, st, 1, start, n, scenes) < 0) which = "/scene";
         if (which) rc = h5_fail(w->path, which, "cannot write items %d..%d", w->n, w->n + n - 1);
-        else w->n += n;
+        else w->n += n, w->checksum = items_checksum(w->checksum, n, prompts, b->image, image_bytes(w));
     }
     h5_close(st);
     h5_close(sk);
@@ -296,12 +370,23 @@ int dataset_writer_append(dataset_writer *w, const dataset *b) {
 
 int dataset_writer_close(dataset_writer *w) {
     h5_quiet();
+    char sum[FNV1A64_TEXT_LEN];
+    fnv1a64_text(w->checksum, sum);
+    if (attr_write_str(w->file, "checksum", sum)) {
+        h5_fail(w->path, "/", "cannot write the attribute checksum");
+        dataset_writer_abort(w);
+        return -1;
+    }
     hid_t *ids[] = {&w->prompt, &w->skill, &w->scene, &w->seed, &w->image};
     for (int i = 0; i < 5; i++) { h5_close(*ids[i]); *ids[i] = -1; }
     herr_t rc = H5Fclose(w->file);
     w->file = -1;
     if (rc < 0) {
         h5_fail(w->path, "/", "cannot close the file");
+        dataset_writer_abort(w);
+        return -1;
+    }
+    if (seal_file(w->tmp, w->path)) {
         dataset_writer_abort(w);
         return -1;
     }
@@ -645,6 +730,15 @@ static int read_file(hid_t file, const char *path, dataset *d) {
     if (height != d->height || width != d->width)
         return err_set("%s: attributes height/width say %dx%d but /image holds %dx%d images", path,
                        height, width, d->height, d->width);
+    char want[64] = "", sum[FNV1A64_TEXT_LEN];
+    int r_sum = attr_read_str(file, path, "checksum", want, sizeof want);
+    if (r_sum < 0) return -1;
+    if (r_sum == 0) return 0;
+    size_t bytes = (size_t)d->height * (size_t)d->width * 3;
+    fnv1a64_text(items_checksum(FNV1A64_INIT, d->n, (const char *const *)d->prompt, d->image, bytes), sum);
+    if (strcmp(want, sum))
+        return err_set("%s: checksum mismatch: /prompt and /image hash to %s but attribute checksum "
+                       "records %s (corrupt or modified file)", path, sum, want);
     return 0;
 }
 
@@ -653,7 +747,9 @@ int dataset_read(const char *path, dataset *d) {
     h5_quiet();
     FILE *f = fopen(path, "rb");
     IO_TRY(f, path);
+    int sealed = check_sealed(f, path);
     fclose(f);
+    if (sealed) return -1;
     if (H5Fis_hdf5(path) <= 0) return err_set("%s: not an HDF5 file", path);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) return h5_fail(path, "/", "cannot open (truncated or corrupt HDF5 file?)");

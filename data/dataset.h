@@ -7,7 +7,15 @@
 //   /seed    (N)           uint64
 //   attributes of /: generator, generator_hash, sampler, created (ISO-8601 UTC),
 //                    selma_version, world (strings); steps, height, width (int32);
-//                    guidance_scale (float32)
+//                    guidance_scale (float32); checksum (string, see below)
+//
+// @checksum is "fnv1a64:<16 hex digits>": FNV-1a 64 over every item in order, each
+// item its prompt's UTF-8 bytes with the terminating NUL, then its H*W*3 pixels. The
+// reader recomputes it and refuses a file whose /image or /prompt does not match;
+// files without it (h5py's, older selma's) are read unchecked. Files selma writes
+// also begin with a 512-byte HDF5 user block, "selma-dataset fnv1a64:<hex> bytes
+// <N>", the checksum of the rest of the file, verified before libhdf5 opens it, so a
+// flipped byte anywhere, HDF5's own metadata included, is refused.
 //
 // The reader accepts any file with /prompt and /image (h5py's included): fixed-length
 // or vlen strings, /skill absent (every item SKILL_UNKNOWN), /skill as vlen strings
@@ -56,6 +64,7 @@ int dataset_read(const char *path, dataset *d);
 typedef struct dataset_writer {
     int64_t file, prompt, skill, scene, seed, image;
     int n, height, width;
+    uint64_t checksum;  // running FNV-1a 64 of the items so far (@checksum)
     char path[4096], tmp[4096 + 32];
 } dataset_writer;
 

@@ -5,6 +5,10 @@
 //   DONE               written last: a directory without it is incomplete
 // Written as <root>/step_000500.tmp.<pid>/, fsync'd, renamed, then DONE (fsync'd);
 // after a save only the newest `keep` complete checkpoints stay.
+// state.safetensors' __metadata__ holds two checksums ("fnv1a64:<hex>",
+// runtime/checksum.h): "checksum" over the arrays (each name with its NUL, then its
+// bytes, in strcmp order of the names) and "state_json_checksum" over state.json;
+// ckpt_load refuses a checkpoint whose bytes do not match before restoring anything.
 #ifndef SELMA_MODELS_CHECKPOINT_H
 #define SELMA_MODELS_CHECKPOINT_H
 
@@ -28,7 +32,9 @@ int ckpt_save(const char *root, long step, const ckpt_array *arrays, int n_array
 // (may be NULL), each named in a log line.
 int ckpt_find_latest(const char *root, char *dir, size_t n, long *step, int *n_skipped);
 // Restores every array (each must be present with exactly n floats; the message names
-// the file and array otherwise) and returns state.json's text (malloc'd).
+// the file and array otherwise) and returns state.json's text (malloc'd). Checksums
+// are verified first; a file without any metadata (written before checksums) loads
+// unchecked. On failure nothing is restored and *state_json is NULL.
 int ckpt_load(const char *dir, const ckpt_array *arrays, int n_arrays, char **state_json);
 
 #ifdef __cplusplus

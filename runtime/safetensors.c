@@ -393,9 +393,12 @@ const char *st_meta_get(const st_file *f, const char *key) {
 }
 
 int64_t st_tensor_numel(const st_tensor *t) {
-    int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
-    return n;
+    // Unsigned: the parser bounds the count by the file's size, except in a tensor with
+    // a zero dimension, where the dimensions before it may multiply past 2^63 (signed
+    // overflow, found by tests/fuzz/fuzz_safetensors); the product is 0 either way.
+    uint64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= (uint64_t)t->shape[i];
+    return (int64_t)n;
 }
 
 int st_tensor_view(const st_file *f, const st_tensor *t, tensor *out) {

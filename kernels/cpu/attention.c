@@ -116,8 +116,10 @@ size_t attention_scratch_floats(int N, int M) {
 static inline float exp_vec(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
-    // Round to nearest by adding and subtracting 1.5 * 2^23 (no floorf call).
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    // Round to nearest by adding and subtracting 1.5 * 2^23 (no floorf call); t's low
+    // mantissa bits then hold n as an integer.
+    float t = x * 1.44269504088896341f + 12582912.0f;
+    float n = t - 12582912.0f;
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;  // ln2 in two parts
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -126,7 +128,11 @@ static inline float exp_vec(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float y = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    // 2^n from t's bits in unsigned arithmetic: a NaN x (clamping keeps it) stays a
+    // NaN result without the undefined (int32_t)NaN and negative left shift.
+    uint32_t tb;
+    memcpy(&tb, &t, sizeof tb);
+    uint32_t bits = (tb - 0x4B400000u + 127u) << 23;
     float two_n;
     memcpy(&two_n, &bits, sizeof two_n);
     return y * two_n;
