@@ -30,7 +30,7 @@ typedef struct pretrain_cfg {
     int text_width, text_layers, text_heads, text_mlp, max_tokens;
     int beta_schedule, prediction_type, train_timesteps;
     int64_t steps, seed, data_seed;
-    int batch, warmup, ema_warmup, threads, log_every;
+    int batch, warmup, ema_warmup, threads, log_every, max_nonfinite;
     double lr, weight_decay, grad_clip, ema_decay, caption_dropout;
     char dir[1024];
     int checkpoint_every, keep;
@@ -66,6 +66,7 @@ static const cfg_field fields[] = {
     CFG_DOUBLE(P, "train", "ema_decay", ema_decay, 0, 0.999999, "EMA of the weights for sampling (0 = off)"),
     CFG_BOOL(P, "train", "ema_warmup", ema_warmup, "EMA decay ramp (1+k)/(10+k)"),
     CFG_DOUBLE(P, "train", "caption_dropout", caption_dropout, 0, 1, "captions replaced by \"\" (guidance)"),
+    CFG_INT(P, "train", "max_nonfinite", max_nonfinite, 0, 1000000, "stop after this many non-finite steps in a row (0 = never)"),
     CFG_INT64(P, "train", "seed", seed, 0, 9e18, "init, dropout, timesteps and noise"),
     CFG_INT64(P, "train", "data_seed", data_seed, 0, 9e18, "the pretraining items (scene, caption)"),
     CFG_INT(P, "train", "threads", threads, 0, 256, "OpenBLAS threads (0 = its default)"),
@@ -89,7 +90,7 @@ static void pretrain_cfg_defaults(pretrain_cfg *c) {
                         .train_timesteps = m.train_timesteps, .steps = 3000, .seed = 0, .data_seed = 1,
                         .batch = 32, .warmup = 200, .ema_warmup = 1, .threads = 0, .log_every = 50,
                         .lr = 1e-3, .weight_decay = 0.01, .grad_clip = 1.0, .ema_decay = 0.995,
-                        .caption_dropout = 0.1, .checkpoint_every = 250, .keep = 3};
+                        .caption_dropout = 0.1, .max_nonfinite = 20, .checkpoint_every = 250, .keep = 3};
     snprintf(c->world, sizeof c->world, "shapes");
     snprintf(c->dir, sizeof c->dir, "runs/pretrain");
     for (int i = 0; i < m.unet.n_levels; i++) {
@@ -207,7 +208,7 @@ static int run(const pretrain_cfg *c, long stop_after) {
                                  .weight_decay = c->weight_decay},
                         .warmup_steps = c->warmup, .grad_clip = c->grad_clip,
                         .ema_decay = c->ema_decay, .ema_warmup = c->ema_warmup,
-                        .caption_dropout = c->caption_dropout};
+                        .caption_dropout = c->caption_dropout, .max_nonfinite = c->max_nonfinite};
     trainer tr;
     if (trainer_init(&tr, &m, &hp, c->batch, (uint64_t)c->seed)) {
         t2i_free(&m);

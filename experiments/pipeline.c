@@ -212,7 +212,7 @@ static int train_adapter(run_state *rs, const pipeline_cfg *c, const stage *P, c
                          .checkpoint_every = c->checkpoint_every, .log_every = c->log_every,
                          .lr = c->lr, .weight_decay = c->weight_decay, .grad_clip = c->grad_clip,
                          .ema_decay = c->ema_decay, .caption_dropout = c->caption_dropout, .seed = seed,
-                         .stop_after = rs->stop_after, .val_steps = c->eval_steps,
+                         .max_nonfinite = c->max_nonfinite, .stop_after = rs->stop_after, .val_steps = c->eval_steps,
                          .val_sampler = c->eval_sampler, .val_cfg = c->eval_cfg[0]};
     for (int k = 0; k < ns; k++)
         if (skill < 0 || sk[k] == skill) {
@@ -314,7 +314,7 @@ static int train_moe(run_state *rs, const pipeline_cfg *c, const stage *D, const
     lora_train_opts o = {.model = c->base, .steps = c->moe_steps, .batch = c->moe_batch, .lr = c->moe_lr,
                          .checkpoint_every = c->checkpoint_every, .log_every = c->log_every,
                          .weight_decay = c->weight_decay, .grad_clip = c->grad_clip, .seed = seed,
-                         .stop_after = rs->stop_after, .n_moe = ns, .moe_temperature = (float)c->moe_temperature,
+                         .max_nonfinite = c->max_nonfinite, .stop_after = rs->stop_after, .n_moe = ns, .moe_temperature = (float)c->moe_temperature,
                          .targets = ""};
     for (int k = 0; k < ns; k++) {
         snprintf(data[k], sizeof data[k], "%.4200s/%s.h5", D->dir, skill_names[sk[k]]);

@@ -58,7 +58,7 @@ typedef struct pipeline_cfg {
     float alpha;
     char targets[256];
     // [train]
-    int steps, batch, warmup, checkpoint_every, select, log_every;
+    int steps, batch, warmup, checkpoint_every, select, log_every, max_nonfinite;
     double lr, weight_decay, grad_clip, ema_decay, caption_dropout;
     // [merge]
     char merge_method[32];
@@ -118,7 +118,7 @@ typedef struct lora_train_opts {
     const char *out;             // adapter file
     const char *ckpt_dir;        // checkpoints (resumed from the newest complete one)
     const char *loss_log;        // "step loss" lines, or NULL
-    int rank, steps, batch, warmup, checkpoint_every, log_every;
+    int rank, steps, batch, warmup, checkpoint_every, log_every, max_nonfinite;
     float alpha;
     const char *targets;
     double lr, weight_decay, grad_clip, ema_decay, caption_dropout;

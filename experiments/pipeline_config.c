@@ -50,6 +50,7 @@ const cfg_field pipeline_fields[] = {
     CFG_DOUBLE(P, "train", "grad_clip", grad_clip, 0, 1e6, "global gradient-norm clip (0 = off)"),
     CFG_DOUBLE(P, "train", "ema_decay", ema_decay, 0, 0.999999, "EMA of the adapters (0 = off, SELMA)"),
     CFG_DOUBLE(P, "train", "caption_dropout", caption_dropout, 0, 1, "captions dropped to \"\""),
+    CFG_INT(P, "train", "max_nonfinite", max_nonfinite, 0, 1000000, "stop after this many non-finite steps in a row (0 = never)"),
     CFG_INT(P, "train", "checkpoint_every", checkpoint_every, 0, 10000000, "steps between checkpoints (0 = end)"),
     CFG_ENUM(P, "train", "select", select, selects, "expert checkpoint: last, or best on validation prompts"),
     CFG_INT(P, "train", "log_every", log_every, 0, 10000000, "a loss line every N steps"),
@@ -77,7 +78,7 @@ void pipeline_defaults(pipeline_cfg *c) {
                         .gen_filter_min = 1.0, .rank = 8, .alpha = 8, .steps = 500, .batch = 16,
                         .lr = 3e-4, .warmup = 0, .weight_decay = 1e-2, .grad_clip = 1.0,
                         .ema_decay = 0, .caption_dropout = 0, .checkpoint_every = 100,
-                        .select = SELECT_LAST, .log_every = 50, .merge_rank = 0, .merge_density = 0,
+                        .select = SELECT_LAST, .log_every = 50, .max_nonfinite = 20, .merge_rank = 0, .merge_density = 0,
                         .moe_steps = 200, .moe_batch = 16, .moe_lr = 1e-3, .moe_temperature = 1,
                         .eval_steps = 20, .eval_sampler = 0, .eval_batch = 16, .eval_quality = 1,
                         .n_eval_cfg = 1, .eval_cfg = {3}};

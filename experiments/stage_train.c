@@ -182,7 +182,8 @@ int lora_train_run(const lora_train_opts *o) {
     train_hparams hp = {.adam = {.lr = o->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
                                  .weight_decay = o->weight_decay},
                         .warmup_steps = o->warmup, .grad_clip = o->grad_clip,
-                        .ema_decay = o->ema_decay, .ema_warmup = 0, .caption_dropout = o->caption_dropout};
+                        .ema_decay = o->ema_decay, .ema_warmup = 0, .caption_dropout = o->caption_dropout,
+                        .max_nonfinite = o->max_nonfinite};
     trainer tr;
     rc = trainer_init(&tr, &m, &hp, o->batch, o->seed);
     if (rc) {
@@ -277,7 +278,7 @@ static void usage(FILE *f) {
 int cmd_train(int argc, char **argv) {
     lora_train_opts o = {.rank = 8, .alpha = 8, .targets = "to_q,to_k,to_v,to_out.0", .steps = 500,
                          .batch = 16, .lr = 3e-4, .weight_decay = 1e-2, .grad_clip = 1.0,
-                         .checkpoint_every = 100, .log_every = 50};
+                         .checkpoint_every = 100, .log_every = 50, .max_nonfinite = 20};
     char ckpt[4200] = "";
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];

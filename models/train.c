@@ -204,6 +204,18 @@ static double grad_norm(const trainer *tr) {
     return sqrt(s);
 }
 
+// A step whose loss or gradient is not finite leaves every weight as it was. Returns 1
+// (skipped), or -1 once hp.max_nonfinite such steps came in a row: a run that keeps
+// producing NaN is broken, and its last checkpoint is the state to go back to.
+static int skip_step(trainer *tr, const char *what, double value) {
+    tr->step++, tr->skipped++, tr->nonfinite_run++;
+    log_line("step %ld: %s %g is not finite: update skipped", tr->step, what, value);
+    if (tr->hp.max_nonfinite > 0 && tr->nonfinite_run >= tr->hp.max_nonfinite)
+        return err_set("%ld non-finite steps in a row (train.max_nonfinite = %d): stopping; "
+                       "the last checkpoint is intact", tr->nonfinite_run, tr->hp.max_nonfinite);
+    return 1;
+}
+
 int trainer_step(trainer *tr, const float *x0, const char *const *captions, double *loss_out,
                  double *norm_out) {
     t2i_model *m = tr->m;
@@ -215,11 +227,7 @@ int trainer_step(trainer *tr, const float *x0, const char *const *captions, doub
     double loss;
     if (forward_loss(tr, x0, tr->texts, tr->t, tr->noise, &loss)) return -1;
     if (loss_out) *loss_out = loss;
-    if (!isfinite(loss)) {
-        tr->step++, tr->skipped++;
-        log_line("step %ld: loss %g is not finite: update skipped", tr->step, loss);
-        return 1;
-    }
+    if (!isfinite(loss)) return skip_step(tr, "loss", loss);
     unet_zero_grad(&m->unet);
     mse_loss_backward(tr->dout, m->unet.out, tr->target, 1.0f, (size_t)B * tr->n_pix);
     if (tr->lora) unet_backward(&m->unet, tr->dout, NULL, NULL, B);  // frozen text: no dcontext
@@ -230,11 +238,8 @@ int trainer_step(trainer *tr, const float *x0, const char *const *captions, doub
     }
     double norm = grad_norm(tr);
     if (norm_out) *norm_out = norm;
-    if (!isfinite(norm)) {
-        tr->step++, tr->skipped++;
-        log_line("step %ld: gradient norm %g is not finite: update skipped", tr->step, norm);
-        return 1;
-    }
+    if (!isfinite(norm)) return skip_step(tr, "gradient norm", norm);
+    tr->nonfinite_run = 0;
     if (tr->hp.grad_clip > 0 && norm > tr->hp.grad_clip) {
         float s = (float)(tr->hp.grad_clip / (norm + 1e-6));
         for (int g = 0; g < tr->n_groups; g++)

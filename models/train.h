@@ -10,7 +10,8 @@
 //   loss = mse(unet(x_t, t, text_encoder(caption)), target)  (eps or v, as the schedule)
 //   backward through the UNet and the text encoder
 //   global gradient-norm clip, AdamW with linear warm-up, EMA of the weights.
-// A non-finite loss skips the update (counted in `skipped`; the step still counts).
+// A non-finite loss or gradient norm skips the update (counted in `skipped`; the step
+// still counts; weights, moments and EMA untouched); max_nonfinite in a row stop the run.
 // Optimizer and EMA work on the flat parameter arenas (padding is zero and stays zero),
 // which is also how checkpoints store them, so a resumed run is bit-identical. In LoRA
 // mode the adapters lie scattered among the frozen weights of the UNet's parameter
@@ -40,6 +41,8 @@ typedef struct train_hparams {
     double ema_decay;     // 0 = no EMA
     int ema_warmup;       // EMA decay ramp (models/ema.h)
     double caption_dropout;
+    int max_nonfinite;    // stop (trainer_step returns -1) after this many non-finite
+                          // steps in a row; 0 = never stop
 } train_hparams;
 
 #define TRAIN_GROUPS 2  // full: 0 UNet, 1 text encoder; LoRA: 0 the UNet's adapters only
@@ -56,7 +59,8 @@ typedef struct trainer {
     ema ema[TRAIN_GROUPS];
     long step;                    // steps taken (the lr schedule's clock)
     long updates;                 // AdamW updates done (its bias-correction t)
-    long skipped;                 // steps skipped for a non-finite loss
+    long skipped;                 // steps skipped for a non-finite loss or gradient
+    long nonfinite_run;           // of them in a row, up to the last step (not checkpointed)
     rng rng;
     // per-step buffers
     int *ids, *t, *drop;          // (B, T), (B), (B)

@@ -94,6 +94,16 @@ static void test_loss_drops(void) {
     EXPECT_TRUE(trainer_step(&tr, x, cp, &loss, NULL) == 1);
     EXPECT_TRUE(tr.skipped == 1 && tr.updates == 200 && tr.step == 201);
     EXPECT_TRUE(memcmp(w0, tr.param[0], tr.n[0] * sizeof(float)) == 0);
+    // max_nonfinite in a row stop the run with a message; a good step resets the count.
+    tr.hp.max_nonfinite = 2;
+    EXPECT_TRUE(tr.nonfinite_run == 1);
+    EXPECT_TRUE(trainer_step(&tr, x, cp, &loss, NULL) == -1 && strstr(err_msg(), "max_nonfinite"));
+    EXPECT_TRUE(tr.skipped == 2 && tr.updates == 200);
+    EXPECT_TRUE(memcmp(w0, tr.param[0], tr.n[0] * sizeof(float)) == 0);
+    x[5] = 0.5f;
+    EXPECT_TRUE(trainer_step(&tr, x, cp, &loss, NULL) == 0 && tr.nonfinite_run == 0);
+    x[5] = NAN;
+    EXPECT_TRUE(trainer_step(&tr, x, cp, &loss, NULL) == 1);
     free(w0);
     trainer_free(&tr);
     t2i_free(&m);
