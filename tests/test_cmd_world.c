@@ -10,22 +10,10 @@
 
 #include "runtime/fileio.h"
 #include "tests/check.h"
+#include "tests/selma_cli.h"
 
-static char selma[4096], tmpdir[64];
-
-// Runs `selma ARGS`, stdout and stderr together; returns the exit status.
-static int run(const char *args, char *out, size_t n) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", selma, args);
-    FILE *p = popen(cmd, "r");
-    if (!p) { out[0] = 0; return -1; }
-    size_t k = fread(out, 1, n - 1, p);
-    out[k] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-#define EXPECT_IN(out, s) EXPECT(strstr(out, s) != NULL, "'%s' not in output:\n%s", s, out)
+static char tmpdir[64];
+#define run selma_run
 
 // An HDF5 file with /prompt (fixed-length strings) and, if channels > 0, /image of
 // n x 32 x 32 x channels uint8 (zeros).
@@ -149,10 +137,7 @@ static void test_bad_files(void) {
 }
 
 int main(void) {
-    const char *root = getenv("SELMA_BUILD_ROOT");
-    if (!root) { fprintf(stderr, "test_cmd_world: SELMA_BUILD_ROOT is not set (run through meson test)\n"); return 1; }
-    snprintf(selma, sizeof selma, "%s/experiments/selma", root);
-    if (access(selma, X_OK) != 0) { fprintf(stderr, "test_cmd_world: %s is not built\n", selma); return 1; }
+    if (selma_locate("test_cmd_world")) return 1;
     snprintf(tmpdir, sizeof tmpdir, "/tmp/selma-world-XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);

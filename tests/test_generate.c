@@ -15,25 +15,17 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tests/selma_cli.h"
 #include "data/dataset.h"
 #include "data/shapes.h"
 #include "models/bundle.h"
 #include "runtime/error.h"
 #include "runtime/fileio.h"
 
-static char selma[4096], tmpdir[64], out[65536];
+static char tmpdir[64], out[65536];
 
 // Runs `selma ARGS` with stdout and stderr into `out`; returns the exit status.
-static int run(const char *args) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", selma, args);
-    FILE *p = popen(cmd, "r");
-    CHECK(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static int run(const char *args) { return selma_run(args, out, sizeof out); }
 
 static int same_file(const char *a, const char *b) {
     char *x, *y;
@@ -161,10 +153,7 @@ static void test_bad_config(void) {
 }
 
 int main(void) {
-    const char *root = getenv("SELMA_BUILD_ROOT");
-    if (!root) { fprintf(stderr, "test_generate: SELMA_BUILD_ROOT is not set (run through meson test)\n"); return 1; }
-    snprintf(selma, sizeof selma, "%s/experiments/selma", root);
-    if (access(selma, X_OK) != 0) { fprintf(stderr, "test_generate: %s is not built\n", selma); return 1; }
+    if (selma_locate("test_generate")) return 1;
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_generate.XXXXXX");
     CHECK(mkdtemp(tmpdir));
     test_pretrain_resume();

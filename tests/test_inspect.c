@@ -10,22 +10,16 @@
 #include "runtime/error.h"
 #include "runtime/safetensors.h"
 #include "tests/check.h"
+#include "tests/selma_cli.h"
 
-static char selma[4096], tmpdir[64];
+static char tmpdir[64];
 
 // Runs `selma inspect ARGS`, stdout and stderr together; returns the exit status.
 static int run_inspect(const char *args, char *out, size_t n) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' inspect %s 2>&1", selma, args);
-    FILE *p = popen(cmd, "r");
-    if (!p) { out[0] = 0; return -1; }
-    size_t k = fread(out, 1, n - 1, p);
-    out[k] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char a[4200];
+    snprintf(a, sizeof a, "inspect %s", args);
+    return selma_run(a, out, n);
 }
-
-#define EXPECT_IN(out, s) EXPECT(strstr(out, s) != NULL, "'%s' not in output:\n%s", s, out)
 
 static void test_safetensors_file(void) {
     static char out[1 << 16];
@@ -184,10 +178,7 @@ static void test_hdf5_file(void) {
 }
 
 int main(void) {
-    const char *root = getenv("SELMA_BUILD_ROOT");
-    if (!root) { fprintf(stderr, "test_inspect: SELMA_BUILD_ROOT is not set (run through meson test)\n"); return 1; }
-    snprintf(selma, sizeof selma, "%s/experiments/selma", root);
-    if (access(selma, X_OK) != 0) { fprintf(stderr, "test_inspect: %s is not built\n", selma); return 1; }
+    if (selma_locate("test_inspect")) return 1;
     snprintf(tmpdir, sizeof tmpdir, "/tmp/selma-inspect-XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
