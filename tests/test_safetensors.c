@@ -358,6 +358,23 @@ static int write_fixtures(void) {
     return 0;
 }
 
+// Regression for the fuzzer's first find (tests/fuzz/corpus/safetensors/
+// crash-numel-overflow.safetensors): a zero-element tensor whose leading dimensions
+// multiply past 2^63 is valid, and counting its elements must not overflow (UBSan
+// traps a signed overflow in the sanitizer pass).
+static void test_zero_element_huge_dims(void) {
+    static const char hdr[] =
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2147483648,4294967296,0],\"data_offsets\":[0,0]}}";
+    uint8_t buf[8 + sizeof hdr - 1];
+    uint64_t n = sizeof hdr - 1;
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(n >> (8 * i));
+    memcpy(buf + 8, hdr, n);
+    st_file f;
+    EXPECT(st_parse(buf, sizeof buf, "zero-element", &f) == 0, "%s", err_msg());
+    if (f.n_tensors == 1) EXPECT_TRUE(st_tensor_numel(&f.tensors[0]) == 0);
+    st_close(&f);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--write-fixtures")) return write_fixtures();
     snprintf(tmpdir, sizeof tmpdir, "/tmp/selma-st-XXXXXX");
@@ -366,6 +383,7 @@ int main(int argc, char **argv) {
     test_reference_bytes();
     test_bad_corpus();
     test_good_fixture();
+    test_zero_element_huge_dims();
     rmdir(tmpdir);
     return check_report("test_safetensors");
 }
