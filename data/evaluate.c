@@ -1,5 +1,6 @@
 #include "data/evaluate.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -59,4 +60,19 @@ void eval_mean(const eval_totals *t, int skill, double *dsg, double *tifa, doubl
     for (int i = 0; i < 4; i++)
         if (dst[i]) *dst[i] = k ? sum[i] / k : 0;
     if (n) *n = k;
+}
+
+cJSON *eval_scores_json(const eval_totals *t, int skill, int with_chance) {
+    double dsg, tifa, cd, ct;
+    long n;
+    eval_mean(t, skill, &dsg, &tifa, &cd, &ct, &n);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "dsg", dsg);
+    cJSON_AddNumberToObject(o, "tifa", tifa);
+    cJSON_AddNumberToObject(o, "n", (double)n);
+    if (with_chance) {
+        cJSON_AddNumberToObject(o, "chance_dsg", cd);
+        cJSON_AddNumberToObject(o, "chance_tifa", ct);
+    }
+    return o;
 }

@@ -38,6 +38,9 @@ void eval_add_detections(eval_totals *t, const char *prompt, int skill, const de
 // Mean scores of one skill, or of everything when skill < 0. 0 when n is 0.
 void eval_mean(const eval_totals *t, int skill, double *dsg, double *tifa, double *chance_dsg,
                double *chance_tifa, long *n);
+// {"dsg", "tifa", "n"} of one skill (-1: all) as a cJSON object, plus "chance_dsg" and
+// "chance_tifa" (the random-answer level) when with_chance; the caller owns it.
+struct cJSON *eval_scores_json(const eval_totals *t, int skill, int with_chance);
 
 #ifdef __cplusplus
 }

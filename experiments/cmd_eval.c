@@ -55,25 +55,12 @@ static void pair_prompts(const dataset *d, int shuffle, uint64_t seed, int *prom
     free(idx);
 }
 
-static cJSON *scores_json(const eval_totals *t, int skill) {
-    double dsg, tifa, cd, ct;
-    long n;
-    eval_mean(t, skill, &dsg, &tifa, &cd, &ct, &n);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "dsg", dsg);
-    cJSON_AddNumberToObject(o, "tifa", tifa);
-    cJSON_AddNumberToObject(o, "n", (double)n);
-    cJSON_AddNumberToObject(o, "chance_dsg", cd);
-    cJSON_AddNumberToObject(o, "chance_tifa", ct);
-    return o;
-}
-
 static int write_json(const char *path, const char *dataset_path, const eval_totals *t, float blur,
                       float noise, int shuffle) {
-    cJSON *doc = scores_json(t, -1), *skills = cJSON_CreateObject();
+    cJSON *doc = eval_scores_json(t, -1, 1), *skills = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "dataset", dataset_path);
     for (int s = 0; s < SKILL_KINDS; s++)
-        if (t->n[s]) cJSON_AddItemToObject(skills, skill_names[s], scores_json(t, s));
+        if (t->n[s]) cJSON_AddItemToObject(skills, skill_names[s], eval_scores_json(t, s, 1));
     cJSON_AddItemToObject(doc, "skills", skills);
     cJSON *kinds = cJSON_CreateObject();
     for (int k = 0; k < QUESTION_KINDS; k++)

@@ -34,17 +34,6 @@ static int read_split(const pipeline_cfg *c, const char *dir, const char *split,
     return 0;
 }
 
-static cJSON *skill_json(const eval_totals *t, int skill) {
-    double dsg, tifa, cd, ct;
-    long n;
-    eval_mean(t, skill, &dsg, &tifa, &cd, &ct, &n);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "dsg", dsg);
-    cJSON_AddNumberToObject(o, "tifa", tifa);
-    cJSON_AddNumberToObject(o, "n", (double)n);
-    return o;
-}
-
 int stage_eval(const pipeline_cfg *c, const char *prompts_dir, const char *const *adapters,
                const float *w, int n_adapters, const char *moe_routers, uint64_t seed,
                const char *out_dir) {
@@ -107,9 +96,9 @@ int stage_eval(const pipeline_cfg *c, const char *prompts_dir, const char *const
         free(first);
     }
     if (!rc) {
-        cJSON *o = skill_json(&t, -1), *per = cJSON_CreateObject();
+        cJSON *o = eval_scores_json(&t, -1, 0), *per = cJSON_CreateObject();
         for (int k = 0; k <= SKILL_STYLE; k++)
-            if (t.n[k]) cJSON_AddItemToObject(per, skill_names[k], skill_json(&t, k));
+            if (t.n[k]) cJSON_AddItemToObject(per, skill_names[k], eval_scores_json(&t, k, 0));
         cJSON_AddItemToObject(o, "skills", per);
         cJSON_AddNumberToObject(o, "cfg", s.cfg);
         cJSON_AddNumberToObject(o, "image_size", S);
