@@ -26,12 +26,13 @@ typedef struct pretrain_cfg {
     char world[16];
     int image_size, channels[UNET_MAX_LEVELS], n_channels, layers_per_block;
     int cross_attn[UNET_MAX_LEVELS], n_cross_attn, heads[UNET_MAX_LEVELS], n_heads;
-    int norm_groups, use_linear_projection;
+    int norm_groups, use_linear_projection, pooled_text;
     int text_width, text_layers, text_heads, text_mlp, max_tokens;
     int beta_schedule, prediction_type, train_timesteps;
     int64_t steps, seed, data_seed;
     int batch, warmup, ema_warmup, threads, log_every, max_nonfinite;
-    double lr, weight_decay, grad_clip, ema_decay, caption_dropout;
+    double lr, weight_decay, grad_clip, ema_decay, caption_dropout, text_lr_scale;
+    int freeze_text;
     char dir[1024];
     int checkpoint_every, keep;
 } pretrain_cfg;
@@ -49,6 +50,7 @@ static const cfg_field fields[] = {
     CFG_INT_LIST(P, "model", "heads", heads, n_heads, 1, 64, "attention heads per level"),
     CFG_INT(P, "model", "norm_groups", norm_groups, 1, 64, "GroupNorm groups"),
     CFG_BOOL(P, "model", "use_linear_projection", use_linear_projection, "proj_in/out as Linear (SD2) or 1x1 conv"),
+    CFG_BOOL(P, "model", "pooled_text", pooled_text, "pooled text embedding added to the time embedding"),
     CFG_INT(P, "model", "text_width", text_width, 8, 4096, "text encoder width = cross_attention_dim"),
     CFG_INT(P, "model", "text_layers", text_layers, 1, 48, "text encoder layers"),
     CFG_INT(P, "model", "text_heads", text_heads, 1, 64, "text encoder heads"),
@@ -66,6 +68,8 @@ static const cfg_field fields[] = {
     CFG_DOUBLE(P, "train", "ema_decay", ema_decay, 0, 0.999999, "EMA of the weights for sampling (0 = off)"),
     CFG_BOOL(P, "train", "ema_warmup", ema_warmup, "EMA decay ramp (1+k)/(10+k)"),
     CFG_DOUBLE(P, "train", "caption_dropout", caption_dropout, 0, 1, "captions replaced by \"\" (guidance)"),
+    CFG_DOUBLE(P, "train", "text_lr_scale", text_lr_scale, 0, 1000, "text encoder lr = lr * this (0 = 1)"),
+    CFG_BOOL(P, "train", "freeze_text", freeze_text, "keep the text encoder at its random init"),
     CFG_INT(P, "train", "max_nonfinite", max_nonfinite, 0, 1000000, "stop after this many non-finite steps in a row (0 = never)"),
     CFG_INT64(P, "train", "seed", seed, 0, 9e18, "init, dropout, timesteps and noise"),
     CFG_INT64(P, "train", "data_seed", data_seed, 0, 9e18, "the pretraining items (scene, caption)"),
@@ -90,7 +94,7 @@ static void pretrain_cfg_defaults(pretrain_cfg *c) {
                         .train_timesteps = m.train_timesteps, .steps = 3000, .seed = 0, .data_seed = 1,
                         .batch = 32, .warmup = 200, .ema_warmup = 1, .threads = 0, .log_every = 50,
                         .lr = 1e-3, .weight_decay = 0.01, .grad_clip = 1.0, .ema_decay = 0.995,
-                        .caption_dropout = 0.1, .max_nonfinite = 20, .checkpoint_every = 250, .keep = 3};
+                        .caption_dropout = 0.1, .text_lr_scale = 1, .max_nonfinite = 20, .checkpoint_every = 250, .keep = 3};
     snprintf(c->world, sizeof c->world, "shapes");
     snprintf(c->dir, sizeof c->dir, "runs/pretrain");
     for (int i = 0; i < m.unet.n_levels; i++) {
@@ -115,6 +119,7 @@ static void pretrain_model_config(const pretrain_cfg *c, t2i_config *m) {
     u->norm_num_groups = c->norm_groups;
     u->use_linear_projection = c->use_linear_projection;
     u->cross_attention_dim = c->text_width;
+    u->class_embed_dim = c->pooled_text ? c->text_width : 0;
     m->te.width = c->text_width, m->te.layers = c->text_layers, m->te.heads = c->text_heads;
     m->te.mlp_width = c->text_mlp, m->te.max_tokens = c->max_tokens;
     m->beta = (beta_schedule)c->beta_schedule;
@@ -189,10 +194,12 @@ static char *training_json(const pretrain_cfg *c, const trainer *tr) {
     snprintf(s, 1024,
              "{\"data\": \"shapes pretraining captions (prompt_pretrain_item), data_seed %lld\", "
              "\"steps\": %ld, \"batch\": %d, \"lr\": %g, \"warmup_steps\": %d, \"weight_decay\": %g, "
-             "\"grad_clip\": %g, \"ema_decay\": %g, \"caption_dropout\": %g, \"seed\": %lld, "
+             "\"grad_clip\": %g, \"ema_decay\": %g, \"caption_dropout\": %g, \"text_lr_scale\": %g, "
+             "\"freeze_text\": %s, \"seed\": %lld, "
              "\"skipped_steps\": %ld, \"weights\": \"%s\"}",
              (long long)c->data_seed, tr->step, c->batch, c->lr, c->warmup, c->weight_decay,
-             c->grad_clip, c->ema_decay, c->caption_dropout, (long long)c->seed, tr->skipped,
+             c->grad_clip, c->ema_decay, c->caption_dropout, c->text_lr_scale,
+             c->freeze_text ? "true" : "false", (long long)c->seed, tr->skipped,
              c->ema_decay > 0 ? "ema" : "last");
     return s;
 }
@@ -208,7 +215,8 @@ static int run(const pretrain_cfg *c, long stop_after) {
                                  .weight_decay = c->weight_decay},
                         .warmup_steps = c->warmup, .grad_clip = c->grad_clip,
                         .ema_decay = c->ema_decay, .ema_warmup = c->ema_warmup,
-                        .caption_dropout = c->caption_dropout, .max_nonfinite = c->max_nonfinite};
+                        .caption_dropout = c->caption_dropout, .max_nonfinite = c->max_nonfinite,
+                        .text_lr_scale = c->text_lr_scale, .freeze_text = c->freeze_text};
     trainer tr;
     if (trainer_init(&tr, &m, &hp, c->batch, (uint64_t)c->seed)) {
         t2i_free(&m);

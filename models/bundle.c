@@ -44,6 +44,9 @@ int t2i_config_check(const t2i_config *c) {
     if (c->unet.cross_attention_dim != c->te.width)
         return err_set("model config: unet cross_attention_dim %d != text encoder width %d",
                        c->unet.cross_attention_dim, c->te.width);
+    if (c->unet.class_embed_dim && c->unet.class_embed_dim != c->te.width)
+        return err_set("model config: unet projection_class_embeddings_input_dim %d != text encoder width %d "
+                       "(the class embedding takes the pooled text embedding)", c->unet.class_embed_dim, c->te.width);
     if (!strcmp(c->world, "shapes")) {
         if (c->te.vocab_size != tokenizer_vocab_size())
             return err_set("model config: text encoder vocab_size %d != the shapes tokenizer's %d",
@@ -80,7 +83,8 @@ void t2i_free(t2i_model *m) {
     unet_free(&m->unet);
     schedule_free(&m->sched);
     free(m->ctx);
-    m->ctx = NULL;
+    free(m->pooled);
+    m->ctx = m->pooled = NULL;
     m->acts_B = 0;
 }
 

@@ -50,6 +50,7 @@ typedef struct t2i_model {
     unet unet;
     int acts_B;         // batch the sampling activations were laid out for (0: none)
     float *ctx;         // (acts_B, T, C) text embeddings while sampling
+    float *pooled;      // (acts_B, C) their pooled vectors (class_embed_dim > 0 only)
 } t2i_model;
 
 // The shapes world's base model (NOTES.md recipe B: cosine betas, v-prediction),
@@ -86,6 +87,12 @@ int scheduler_config_parse(const char *text, const char *file, t2i_config *c);
 
 // Tokenizes prompts (NULL = "") for this model: (n, te.max_tokens) ids.
 int t2i_tokenize(const t2i_model *m, const char *const *prompts, int n, int *ids);
+// The pooled text embedding, as CLIP's pooler_output: each row's context vector at its
+// first <end> token (which has seen the whole caption through the causal mask).
+// ids (B, T), ctx (B, T, C) -> pooled (B, C). For a UNet with class_embed_dim > 0.
+void t2i_pool(const t2i_model *m, const int *ids, const float *ctx, int B, float *pooled);
+// Its backward: dctx[b, <end> of row b] += dpooled[b].
+void t2i_pool_backward(const t2i_model *m, const int *ids, const float *dpooled, int B, float *dctx);
 
 // Draws n images for prompts[i] from seeds[i] (models/sampler.h: each image depends
 // on its own seed only). rgb (n, H, W, 3) uint8, pixels mapped from [-1, 1]. Lays out

@@ -127,6 +127,12 @@ char *unet_config_json(const unet_config *c) {
     cJSON_AddNumberToObject(o, "downsample_padding", 1);
     cJSON_AddNumberToObject(o, "mid_block_scale_factor", 1);
     cJSON_AddNumberToObject(o, "transformer_layers_per_block", 1);
+    if (c->class_embed_dim > 0) {
+        cJSON_AddStringToObject(o, "class_embed_type", "projection");
+        cJSON_AddNumberToObject(o, "projection_class_embeddings_input_dim", c->class_embed_dim);
+    } else {
+        cJSON_AddNullToObject(o, "class_embed_type");
+    }
     return print(o);
 }
 
@@ -198,6 +204,18 @@ int unet_config_parse(const char *text, const char *file, unet_config *c) {
         goto done;
     }
     if ((r = get_num(o, file, "transformer_layers_per_block", 0, 1, 1, &d)) < 0) goto done;
+    // class_embed_type: null (SD) or "projection" (a vector per image added to the time
+    // embedding); diffusers' other kinds ("timestep", "identity", ...) are not built here.
+    if ((r = get_str(o, file, "class_embed_type", 0, &s)) < 0) goto done;
+    if (r == 0) {
+        if (strcmp(s, "projection")) {
+            err_set("%s: key \"class_embed_type\": only null or \"projection\" is supported, not '%s'",
+                    file, s);
+            goto done;
+        }
+        if (get_int(o, file, "projection_class_embeddings_input_dim", 1, 1, 1 << 16, &u.class_embed_dim))
+            goto done;
+    }
     if (unet_config_check(&u)) {
         err_wrap("%s", file);
         goto done;

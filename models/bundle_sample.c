@@ -20,6 +20,28 @@ int t2i_tokenize(const t2i_model *m, const char *const *prompts, int n, int *ids
     return 0;
 }
 
+static int eos_position(const t2i_model *m, const int *row) {
+    int T = m->cfg.te.max_tokens;
+    for (int i = 0; i < T; i++)
+        if (row[i] == TOKEN_END) return i;
+    return T - 1;  // truncated without <end> (tokenizer_encode always writes one)
+}
+
+void t2i_pool(const t2i_model *m, const int *ids, const float *ctx, int B, float *pooled) {
+    int T = m->cfg.te.max_tokens, C = m->cfg.te.width;
+    for (int b = 0; b < B; b++)
+        memcpy(pooled + (size_t)b * C, ctx + ((size_t)b * T + eos_position(m, ids + (size_t)b * T)) * C,
+               (size_t)C * sizeof(float));
+}
+
+void t2i_pool_backward(const t2i_model *m, const int *ids, const float *dpooled, int B, float *dctx) {
+    int T = m->cfg.te.max_tokens, C = m->cfg.te.width;
+    for (int b = 0; b < B; b++) {
+        float *d = dctx + ((size_t)b * T + eos_position(m, ids + (size_t)b * T)) * C;
+        for (int c = 0; c < C; c++) d[c] += dpooled[(size_t)b * C + c];
+    }
+}
+
 void t2i_sampler_opts(const t2i_model *m, sampler_kind kind, int steps, double guidance,
                       sampler_opts *o) {
     sampler_defaults(o);
@@ -35,7 +57,8 @@ void t2i_sampler_opts(const t2i_model *m, sampler_kind kind, int steps, double g
 
 static int denoise(void *ctx, const float *x, const float *t, int n_img, float *out) {
     t2i_model *m = ctx;
-    if (unet_forward(&m->unet, x, t, m->ctx, n_img)) return -1;
+    if (unet_forward_cond(&m->unet, x, t, m->ctx, m->cfg.unet.class_embed_dim ? m->pooled : NULL, n_img))
+        return -1;
     const unet_config *c = &m->cfg.unet;
     memcpy(out, m->unet.out, (size_t)n_img * c->out_channels * c->sample_size * c->sample_size * sizeof(float));
     return 0;
@@ -47,6 +70,9 @@ static int ensure_acts(t2i_model *m, int rows) {
     float *ctx = realloc(m->ctx, (size_t)rows * tc->max_tokens * tc->width * sizeof(float));
     if (!ctx) return err_set("model: out of memory for %d text embeddings", rows);
     m->ctx = ctx;
+    float *pooled = realloc(m->pooled, (size_t)rows * tc->width * sizeof(float));
+    if (!pooled) return err_set("model: out of memory for %d pooled text embeddings", rows);
+    m->pooled = pooled;
     if (text_encoder_alloc_acts(&m->te, rows, 0) || unet_alloc_activations(&m->unet, rows, tc->max_tokens))
         return -1;
     m->acts_B = rows;
@@ -70,6 +96,7 @@ int t2i_sample(t2i_model *m, const sampler_opts *o, const char *const *prompts, 
     if (!rc) rc = text_encoder_forward(&m->te, ids, rows);
     if (!rc) {
         memcpy(m->ctx, m->te.acts.out, (size_t)rows * T * c->te.width * sizeof(float));
+        t2i_pool(m, ids, m->ctx, rows, m->pooled);
         rc = sampler_run(o, &m->sched, denoise, m, n, ch * S * S, seeds, x);
     }
     // NCHW floats in [-1, 1] -> HWC bytes.

@@ -85,6 +85,8 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
     if (moe && (!m->unet.moe || !m->unet.moe->router_grads.base))
         return err_set("trainer: MoE mode but no mixture of experts is attached (lora_moe_init)");
     if (B < 1) return err_set("trainer: batch %d < 1", B);
+    if (!(hp->text_lr_scale >= 0 && hp->text_lr_scale <= 1e3))
+        return err_set("trainer: text_lr_scale %g outside [0, 1000]", hp->text_lr_scale);
     if (!(hp->caption_dropout >= 0 && hp->caption_dropout <= 1))
         return err_set("trainer: caption_dropout %g outside [0, 1]", hp->caption_dropout);
     tr->m = m, tr->hp = *hp, tr->B = B, tr->lora = lora, tr->n_groups = lora ? 1 : 2;
@@ -137,7 +139,9 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
     tr->dout = malloc(sizeof(float) * np);
     tr->dctx = malloc(sizeof(float) * (size_t)B * T * c->te.width);
     tr->texts = malloc(sizeof(char *) * (size_t)B);
-    if (!tr->ids || !tr->t || !tr->drop || !tr->tf || !tr->noise || !tr->xt || !tr->target ||
+    tr->pooled = malloc(sizeof(float) * (size_t)B * c->te.width);
+    tr->dpooled = malloc(sizeof(float) * (size_t)B * c->te.width);
+    if (!tr->pooled || !tr->dpooled || !tr->ids || !tr->t || !tr->drop || !tr->tf || !tr->noise || !tr->xt || !tr->target ||
         !tr->dout || !tr->dctx || !tr->texts) {
         trainer_free(tr);
         return err_set("trainer: out of memory for batch %d", B);
@@ -167,6 +171,7 @@ void trainer_free(trainer *tr) {
     }
     free(tr->ids), free(tr->t), free(tr->drop), free(tr->tf), free(tr->noise);
     free(tr->xt), free(tr->target), free(tr->dout), free(tr->dctx), free(tr->texts);
+    free(tr->pooled), free(tr->dpooled);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -185,9 +190,13 @@ static int forward_loss(trainer *tr, const float *x0, const char *const *texts, 
     schedule_add_noise(&m->sched, tr->xt, x0, noise, t, B, tr->n_pix);
     schedule_target(&m->sched, tr->target, x0, noise, t, B, tr->n_pix);
     for (int b = 0; b < B; b++) tr->tf[b] = (float)t[b];
-    if (t2i_tokenize(m, texts, B, tr->ids) || text_encoder_forward(&m->te, tr->ids, B) ||
-        unet_forward(&m->unet, tr->xt, tr->tf, m->te.acts.out, B))
-        return -1;
+    if (t2i_tokenize(m, texts, B, tr->ids) || text_encoder_forward(&m->te, tr->ids, B)) return -1;
+    const float *pooled = NULL;
+    if (m->cfg.unet.class_embed_dim) {
+        t2i_pool(m, tr->ids, m->te.acts.out, B, tr->pooled);
+        pooled = tr->pooled;
+    }
+    if (unet_forward_cond(&m->unet, tr->xt, tr->tf, m->te.acts.out, pooled, B)) return -1;
     *loss = mse_loss_forward(m->unet.out, tr->target, (size_t)B * tr->n_pix);
     return 0;
 }
@@ -230,10 +239,14 @@ int trainer_step(trainer *tr, const float *x0, const char *const *captions, doub
     if (!isfinite(loss)) return skip_step(tr, "loss", loss);
     unet_zero_grad(&m->unet);
     mse_loss_backward(tr->dout, m->unet.out, tr->target, 1.0f, (size_t)B * tr->n_pix);
-    if (tr->lora) unet_backward(&m->unet, tr->dout, NULL, NULL, B);  // frozen text: no dcontext
-    else {
+    if (tr->lora || tr->hp.freeze_text) {
+        if (!tr->lora) text_encoder_zero_grads(&m->te);  // its (zero) gradient joins the norm
+        unet_backward(&m->unet, tr->dout, NULL, NULL, B);  // frozen text: no dcontext
+    } else {
         text_encoder_zero_grads(&m->te);
-        unet_backward(&m->unet, tr->dout, NULL, tr->dctx, B);
+        int pooled = m->cfg.unet.class_embed_dim > 0;
+        unet_backward_cond(&m->unet, tr->dout, NULL, tr->dctx, pooled ? tr->dpooled : NULL, B);
+        if (pooled) t2i_pool_backward(m, tr->ids, tr->dpooled, B, tr->dctx);
         if (text_encoder_backward(&m->te, tr->dctx)) return -1;
     }
     double norm = grad_norm(tr);
@@ -249,7 +262,10 @@ int trainer_step(trainer *tr, const float *x0, const char *const *captions, doub
     hp.lr = trainer_lr(tr);
     tr->updates++;
     for (int g = 0; g < tr->n_groups; g++) {
-        adamw_update(tr->param[g], tr->grad[g], tr->adam_m[g], tr->adam_v[g], tr->n[g], &hp, (int)tr->updates);
+        adamw_hparams hg = hp;
+        if (g == 1 && tr->hp.freeze_text) continue;  // weights, moments and EMA stay as they are
+        if (g == 1 && tr->hp.text_lr_scale > 0) hg.lr *= tr->hp.text_lr_scale;
+        adamw_update(tr->param[g], tr->grad[g], tr->adam_m[g], tr->adam_v[g], tr->n[g], &hg, (int)tr->updates);
         if (tr->ema[g].shadow) ema_update(&tr->ema[g], tr->param[g]);
     }
     if (tr->lora) lora_scatter(tr);

@@ -41,6 +41,12 @@ typedef struct train_hparams {
     double ema_decay;     // 0 = no EMA
     int ema_warmup;       // EMA decay ramp (models/ema.h)
     double caption_dropout;
+    // Full mode: the text encoder's lr is adam.lr * text_lr_scale (0 counts as 1), or
+    // freeze_text keeps it at its init and skips the backward through it. Trained at the
+    // UNet's rate from a random init, the encoder collapses to a caption-independent
+    // output before the UNet learns to read it (models/README.md).
+    double text_lr_scale;
+    int freeze_text;
     int max_nonfinite;    // stop (trainer_step returns -1) after this many non-finite
                           // steps in a row; 0 = never stop
 } train_hparams;
@@ -65,6 +71,7 @@ typedef struct trainer {
     // per-step buffers
     int *ids, *t, *drop;          // (B, T), (B), (B)
     float *tf, *noise, *xt, *target, *dout, *dctx;
+    float *pooled, *dpooled;      // (B, C) when the UNet takes the pooled text (class_embed_dim)
     const char **texts;
 } trainer;
 

@@ -51,6 +51,8 @@ int unet_config_check(const unet_config *c) {
     if (c->in_channels < 1 || c->out_channels < 1)
         return err_set("unet config: in_channels %d / out_channels %d must be positive",
                        c->in_channels, c->out_channels);
+    if (c->class_embed_dim < 0)
+        return err_set("unet config: class_embed_dim %d must be 0 (none) or positive", c->class_embed_dim);
     if (c->norm_num_groups < 1 || c->cross_attention_dim < 1 || !(c->norm_eps > 0))
         return err_set("unet config: norm_num_groups, cross_attention_dim and norm_eps must be positive");
     for (int i = 0; i < c->n_levels; i++) {
@@ -87,6 +89,10 @@ static void unet_setup(unet *m) {
     unet_conv_setup(&m->conv_in, t, "conv_in", c->in_channels, C0, 3, 1, 1);
     unet_linear_setup(&m->time_linear_1, t, "time_embedding.linear_1", C0, temb, 1, 0);
     unet_linear_setup(&m->time_linear_2, t, "time_embedding.linear_2", temb, temb, 1, 0);
+    if (c->class_embed_dim > 0) {
+        unet_linear_setup(&m->class_linear_1, t, "class_embedding.linear_1", c->class_embed_dim, temb, 1, 0);
+        unet_linear_setup(&m->class_linear_2, t, "class_embedding.linear_2", temb, temb, 1, 0);
+    }
     int ns = 0, ch = C0, H = S;
     m->skip_c[ns] = C0, m->skip_hw[ns++] = S * S;
     for (int i = 0; i < nl; i++) {
@@ -223,6 +229,11 @@ static void acts_layout(unet *m, arena *a, int B, int T) {
     m->emb = take(a, (size_t)B * 4 * C0), m->emb_act = take(a, (size_t)B * 4 * C0);
     unet_linear_acts(&m->time_linear_1, a, B);
     unet_linear_acts(&m->time_linear_2, a, B);
+    if (c->class_embed_dim > 0) {
+        m->c1 = take(a, (size_t)B * 4 * C0), m->c1a = take(a, (size_t)B * 4 * C0);
+        unet_linear_acts(&m->class_linear_1, a, B);
+        unet_linear_acts(&m->class_linear_2, a, B);
+    }
     m->h_in = take(a, img0);
     need.conv = unet_conv_scratch_floats(&m->conv_in, S, S);
     for (int i = 0; i < c->n_levels; i++) {
@@ -295,15 +306,27 @@ void unet_free(unet *m) {
     ptab_free(&m->params);
 }
 
+static void add_into(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
 void unet_zero_grad(unet *m) {
     ptab_zero_grad(&m->params);
     if (m->moe) lora_moe_zero_grad(m->moe);
 }
 
 int unet_forward(unet *m, const float *x, const float *t, const float *context, int B) {
+    return unet_forward_cond(m, x, t, context, NULL, B);
+}
+
+int unet_forward_cond(unet *m, const float *x, const float *t, const float *context,
+                      const float *class_labels, int B) {
     const unet_config *c = &m->cfg;
     if (!m->acts.base || B < 1 || B > m->B)
         return err_set("unet_forward: batch %d but activations allocated for %d", B, m->B);
+    if ((c->class_embed_dim > 0) != (class_labels != NULL))
+        return err_set("unet_forward: the model has class_embed_dim %d but class labels were %s",
+                       c->class_embed_dim, class_labels ? "given" : "not given");
     int C0 = c->block_out_channels[0], S = c->sample_size, L = c->layers_per_block;
     size_t temb = (size_t)B * 4 * C0;
     // time embedding; silu(emb) is shared by every ResNet's time_emb_proj
@@ -311,6 +334,13 @@ int unet_forward(unet *m, const float *x, const float *t, const float *context, 
     unet_linear_forward(&m->time_linear_1, m->e1, m->tproj, B);
     silu_forward(m->e1a, m->e1, temb);
     unet_linear_forward(&m->time_linear_2, m->emb, m->e1a, B);
+    m->class_in = class_labels;
+    if (class_labels) {  // emb += linear_2(silu(linear_1(class_labels))), dtmp as scratch
+        unet_linear_forward(&m->class_linear_1, m->c1, class_labels, B);
+        silu_forward(m->c1a, m->c1, temb);
+        unet_linear_forward(&m->class_linear_2, m->dtmp, m->c1a, B);
+        add_into(m->emb, m->dtmp, temb);
+    }
     silu_forward(m->emb_act, m->emb, temb);
     m->x = x;
     unet_conv_forward(&m->conv_in, m->h_in, x, B, S, S, m->conv_ws);
@@ -362,13 +392,14 @@ int unet_forward(unet *m, const float *x, const float *t, const float *context, 
     return 0;
 }
 
-static void add_into(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
 #define SWAP(a, b) do { float *t_ = (a); (a) = (b); (b) = t_; } while (0)
 
 void unet_backward(unet *m, const float *dout, float *dx, float *dcontext, int B) {
+    unet_backward_cond(m, dout, dx, dcontext, NULL, B);
+}
+
+void unet_backward_cond(unet *m, const float *dout, float *dx, float *dcontext, float *dclass,
+                        int B) {
     const unet_config *c = &m->cfg;
     int C0 = c->block_out_channels[0], S = c->sample_size, L = c->layers_per_block;
     size_t temb = (size_t)B * 4 * C0;
@@ -430,6 +461,11 @@ void unet_backward(unet *m, const float *dout, float *dx, float *dcontext, int B
     unet_conv_backward(&m->conv_in, dx, g, m->x, B, S, S, m->conv_ws);
     // emb_act = silu(linear_2(silu(linear_1(tproj))))
     silu_backward(m->demb_act, m->demb_act, m->emb, temb);
+    if (m->class_in) {
+        unet_linear_backward(&m->class_linear_2, m->dtmp, m->demb_act, m->c1a, B, m->lora_ws);
+        silu_backward(m->dtmp, m->dtmp, m->c1, temb);
+        unet_linear_backward(&m->class_linear_1, dclass, m->dtmp, m->class_in, B, m->lora_ws);
+    }
     unet_linear_backward(&m->time_linear_2, m->dtmp, m->demb_act, m->e1a, B, m->lora_ws);
     silu_backward(m->dtmp, m->dtmp, m->e1, temb);
     unet_linear_backward(&m->time_linear_1, NULL, m->dtmp, m->tproj, B, m->lora_ws);

@@ -54,6 +54,12 @@ typedef struct unet_config {
     int flip_sin_to_cos;                     // SD: 1
     float freq_shift;                        // SD: 0
     int sample_size;                         // H = W of the input (SD1: 64 latents)
+    // 0: no class embedding (SD). > 0: diffusers' class_embed_type "projection" with
+    // projection_class_embeddings_input_dim = class_embed_dim: a vector per image (the
+    // pooled text embedding, as Imagen and unCLIP condition) goes through
+    // class_embedding.linear_1, SiLU, linear_2 and is added to the time embedding, so
+    // the caption reaches every ResNet block, not only the cross-attention layers.
+    int class_embed_dim;
 } unet_config;
 
 // Time embedding width is 4 * block_out_channels[0]; the mid block always has
@@ -97,6 +103,7 @@ typedef struct unet {
     param_table params;     // every parameter by name; save/load iterate over it
     struct lora_moe *moe;   // the mixture of LoRA experts attached by lora_moe_init, or NULL
     unet_linear time_linear_1, time_linear_2;  // time_embedding.linear_{1,2}
+    unet_linear class_linear_1, class_linear_2;  // class_embedding.linear_{1,2} (if class_embed_dim)
     unet_conv conv_in;
     unet_down_level down[UNET_MAX_LEVELS];
     unet_resnet mid_resnets[2];
@@ -113,7 +120,9 @@ typedef struct unet {
     const float *h_last;                 // (B, C0, H, W) the last up block's output
     float *tproj;      // (B, C0) sinusoidal embedding
     float *e1, *e1a;   // (B, 4C0) linear_1 output, silu of it
-    float *emb;        // (B, 4C0) linear_2 output
+    float *emb;        // (B, 4C0) linear_2 output (+ the class embedding)
+    const float *class_in;  // (B, class_embed_dim) the forward's class labels
+    float *c1, *c1a;   // (B, 4C0) class_embedding.linear_1 output, silu of it
     float *emb_act;    // (B, 4C0) silu(emb), the input of every time_emb_proj
     float *h_in;       // (B, C0, H, W) conv_in output
     float *no, *no_mean, *no_rstd, *no_act;  // conv_norm_out: (B, C0, H, W), (B, G) x2, silu
@@ -141,10 +150,17 @@ void unet_zero_grad(unet *m);
 
 // x (B, in_channels, H, W); t (B) timesteps (float, not necessarily integer);
 // context (B, T, cross_attention_dim). B <= the allocated batch. Result in m->out.
+// A model with class_embed_dim > 0 needs class labels: use unet_forward_cond.
 int unet_forward(unet *m, const float *x, const float *t, const float *context, int B);
+// class_labels (B, class_embed_dim), required exactly when the config has them.
+int unet_forward_cond(unet *m, const float *x, const float *t, const float *context,
+                      const float *class_labels, int B);
 // After unet_forward with the same B. Parameter gradients accumulate; dx (B, in, H, W)
 // and dcontext (B, T, D) are assigned and may be NULL.
 void unet_backward(unet *m, const float *dout, float *dx, float *dcontext, int B);
+// The same, and dclass (B, class_embed_dim) assigned when not NULL.
+void unet_backward_cond(unet *m, const float *dout, float *dx, float *dcontext, float *dclass,
+                        int B);
 
 // Save / load by name. kind PARAM_BASE: the base weights, diffusers' names; PARAM_LORA:
 // the adapters, "unet."-prefixed, with __metadata__ rank/alpha/targets. Loading

@@ -6,6 +6,7 @@
 //   - checkpoints: save / load restores every array and the counters; a directory
 //     without DONE is skipped; pruning keeps the newest K;
 //   - folding a LoRA file equals running with the adapter attached.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,9 +110,10 @@ static void test_loss_drops(void) {
     t2i_free(&m);
 }
 
-static void test_bundle(void) {
+static void test_bundle(int pooled) {
     t2i_model m = {0}, l = {0};
     tiny_config(&m.cfg);
+    if (pooled) m.cfg.unet.class_embed_dim = m.cfg.te.width;
     EXPECT_TRUE(t2i_build(&m, UNET_FROZEN, NULL) == 0);
     t2i_init_random(&m, 2);
     char dir[128], path[256];
@@ -139,6 +141,7 @@ static void test_bundle(void) {
     char *text;
     size_t n;
     CHECK(file_read_all(path, &text, &n) == 0);
+    EXPECT_TRUE(strstr(text, "\"class_embed_type\"") && !strstr(text, "\"projection\"") == !pooled);
     char *k = strstr(text, "\"layers_per_block\"");
     CHECK(k);
     memcpy(k, "\"layers_per_blocc\"", 18);
@@ -153,6 +156,84 @@ static void test_bundle(void) {
     ((float *)m.unet.params.items[0].t.data)[0] += 1;
     EXPECT_TRUE(bundle_save(&m, dir, NULL) == 0 && bundle_hash(dir, h2, sizeof h2) == 0);
     EXPECT(strcmp(h1, h2) != 0, "%s %s", h1, h2);
+    t2i_free(&m);
+}
+
+// The pooled vector is the context row at each caption's first <end>; its backward
+// adds into exactly that row. A class embedding the code does not build is refused
+// by name.
+static void test_pool(void) {
+    t2i_model m = {0};
+    tiny_config(&m.cfg);
+    int T = m.cfg.te.max_tokens, C = m.cfg.te.width;
+    const char *p[2] = {"a red circle", ""};
+    int *ids = malloc(sizeof(int) * 2 * (size_t)T);
+    float *ctx = malloc(sizeof(float) * 2 * (size_t)T * C), pooled[2 * 32], dctx_row[32];
+    CHECK(ids && ctx && C == 32);
+    EXPECT_TRUE(t2i_tokenize(&m, p, 2, ids) == 0);
+    for (int i = 0; i < 2 * T * C; i++) ctx[i] = (float)i;
+    t2i_pool(&m, ids, ctx, 2, pooled);
+    // "<start> a red circle <end>": <end> at 4; the empty caption's at 1
+    EXPECT_TRUE(pooled[0] == (float)(4 * C) && pooled[C] == (float)((T + 1) * C));
+    memset(ctx, 0, sizeof(float) * 2 * (size_t)T * C);
+    for (int c = 0; c < C; c++) pooled[c] = 1, pooled[C + c] = 2;
+    t2i_pool_backward(&m, ids, pooled, 2, ctx);
+    double sum = 0;
+    for (int i = 0; i < 2 * T * C; i++) sum += ctx[i];
+    memcpy(dctx_row, ctx + (size_t)(T + 1) * C, sizeof dctx_row);
+    EXPECT_TRUE(sum == 3.0 * C && ctx[4 * C] == 1 && dctx_row[C - 1] == 2);
+    free(ids), free(ctx);
+    char path[256];
+    snprintf(path, sizeof path, "%s/u.json", tmpdir);
+    const char *bad = "{\"block_out_channels\": [4], \"down_block_types\": [\"DownBlock2D\"], "
+                      "\"up_block_types\": [\"UpBlock2D\"], \"in_channels\": 3, \"out_channels\": 3, "
+                      "\"sample_size\": 8, \"layers_per_block\": 1, \"cross_attention_dim\": 8, "
+                      "\"norm_num_groups\": 2, \"attention_head_dim\": 2, \"class_embed_type\": \"timestep\"}";
+    unet_config u;
+    EXPECT_TRUE(unet_config_parse(bad, path, &u) == -1 && strstr(err_msg(), "class_embed_type") &&
+                strstr(err_msg(), "timestep") && strstr(err_msg(), path));
+    t2i_free(&m);
+}
+
+// freeze_text keeps the text encoder bit-identical while the UNet trains (the pooled
+// path included); text_lr_scale slows it relative to the UNet.
+static void test_text_options(void) {
+    t2i_model m = {0};
+    tiny_config(&m.cfg);
+    m.cfg.unet.class_embed_dim = m.cfg.te.width;
+    EXPECT_TRUE(t2i_build(&m, UNET_TRAIN_FULL, NULL) == 0);
+    t2i_init_random(&m, 4);
+    static float x[B * 3 * S * S];
+    static char caps[B][PROMPT_MAX_LEN];
+    const char *cp[B];
+    fixed_batch(x, caps);
+    for (int b = 0; b < B; b++) cp[b] = caps[b];
+    size_t nte = m.te.params_arena.size / sizeof(float), nu = m.unet.params.params.size / sizeof(float);
+    float *te0 = malloc(nte * sizeof(float)), *u0 = malloc(nu * sizeof(float));
+    CHECK(te0 && u0);
+    memcpy(te0, m.te.params_arena.base, nte * sizeof(float));
+    memcpy(u0, m.unet.params.params.base, nu * sizeof(float));
+    double change[2] = {0, 0};
+    for (int run = 0; run < 2; run++) {
+        train_hparams hp = {.adam = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
+                            .caption_dropout = 0.1, .freeze_text = run == 0,
+                            .text_lr_scale = run == 1 ? 0.1 : 0};
+        trainer tr;
+        EXPECT_TRUE(trainer_init(&tr, &m, &hp, B, 3) == 0);
+        for (int s = 0; s < 5; s++) EXPECT_TRUE(trainer_step(&tr, x, cp, NULL, NULL) == 0);
+        double du = 0, dt = 0;
+        for (size_t i = 0; i < nu; i++) du = fmax(du, fabs(((float *)m.unet.params.params.base)[i] - u0[i]));
+        for (size_t i = 0; i < nte; i++) dt = fmax(dt, fabs(((float *)m.te.params_arena.base)[i] - te0[i]));
+        change[run] = dt / du;
+        trainer_free(&tr);
+        memcpy(m.te.params_arena.base, te0, nte * sizeof(float));
+        memcpy(m.unet.params.params.base, u0, nu * sizeof(float));
+    }
+    // Adam moves each weight by about lr per step: the text encoder's largest change is
+    // 0 when frozen and about a tenth of the UNet's at scale 0.1.
+    EXPECT(change[0] == 0, "frozen text encoder moved (%g of the UNet's change)", change[0]);
+    EXPECT(change[1] > 0.05 && change[1] < 0.2, "text_lr_scale 0.1: change ratio %g", change[1]);
+    free(te0), free(u0);
     t2i_free(&m);
 }
 
@@ -236,7 +317,10 @@ int main(void) {
     CHECK(mkdtemp(tmpdir));
     test_checkpoints();
     test_lora_fold();
-    test_bundle();
+    test_bundle(0);
+    test_bundle(1);
+    test_pool();
+    test_text_options();
     test_loss_drops();
     dir_remove_tree(tmpdir);
     return check_report("test_train");

@@ -224,13 +224,13 @@ static void test_transformer(int linear_proj, const lora_config *lora) {
 
 typedef struct model_ctx {
     unet *m;
-    float *x, *t, *ctx, *g;
+    float *x, *t, *ctx, *g, *cls;  // cls: class labels (class_embed_dim > 0), else NULL
     int B;
 } model_ctx;
 
 static double model_loss(void *p) {
     model_ctx *c = p;
-    CHECK(unet_forward(c->m, c->x, c->t, c->ctx, c->B) == 0);
+    CHECK(unet_forward_cond(c->m, c->x, c->t, c->ctx, c->cls, c->B) == 0);
     const unet_config *cfg = &c->m->cfg;
     return dot(c->m->out, c->g, (size_t)c->B * cfg->out_channels * cfg->sample_size * cfg->sample_size);
 }
@@ -242,11 +242,14 @@ static void model_inputs(model_ctx *c, unet *m, int B, int T) {
     c->x = alloc_randn((size_t)B * cfg->in_channels * S * S, 21, 1.0f);
     c->ctx = alloc_randn((size_t)B * T * cfg->cross_attention_dim, 22, 1.0f);
     c->g = alloc_randn((size_t)B * cfg->out_channels * S * S, 23, 1.0f);
+    c->cls = cfg->class_embed_dim ? alloc_randn((size_t)B * cfg->class_embed_dim, 24, 1.0f) : NULL;
     c->t = malloc((size_t)B * sizeof(float));
     for (int b = 0; b < B; b++) c->t[b] = (float)(17 + 311 * b);
 }
 
-static void model_inputs_free(model_ctx *c) { free(c->x), free(c->ctx), free(c->g), free(c->t); }
+static void model_inputs_free(model_ctx *c) {
+    free(c->x), free(c->ctx), free(c->g), free(c->t), free(c->cls);
+}
 
 // Backward of the model in `m` (built and with activations) against finite
 // differences on its trainable parameters, x and the context.
@@ -256,15 +259,18 @@ static void fd_model(const char *test, unet *m, int B, int T, int check_x) {
     const unet_config *cfg = &m->cfg;
     size_t nx = (size_t)B * cfg->in_channels * cfg->sample_size * cfg->sample_size;
     size_t nc = (size_t)B * T * cfg->cross_attention_dim;
+    size_t ncls = (size_t)B * cfg->class_embed_dim;
     float *dx = malloc(nx * sizeof *dx), *dctx = malloc(nc * sizeof *dctx);
+    float *dcls = ncls ? malloc(ncls * sizeof *dcls) : NULL;
     model_loss(&c);
     unet_zero_grad(m);
-    unet_backward(m, c.g, dx, dctx, B);
+    unet_backward_cond(m, c.g, dx, dctx, dcls, B);
     rng r = rng_make(7, (uint64_t)m->params.n);
     fd_params(test, &m->params, model_loss, &c, &r);
     if (check_x) fd_input(test, "x", c.x, dx, nx, model_loss, &c, &r);
     fd_input(test, "context", c.ctx, dctx, nc, model_loss, &c, &r);
-    free(dx), free(dctx);
+    if (ncls) fd_input(test, "class labels", c.cls, dcls, ncls, model_loss, &c, &r);
+    free(dx), free(dctx), free(dcls);
     model_inputs_free(&c);
 }
 
@@ -277,6 +283,12 @@ static unet_config config_wide(void) {
     c.cross_attn[0] = 0, c.cross_attn[1] = 1, c.cross_attn[2] = 1;
     c.num_heads[2] = 4;
     c.use_linear_projection = 1;
+    return c;
+}
+
+static unet_config config_class(void) {
+    unet_config c = unet_config_tiny();
+    c.class_embed_dim = 5;  // diffusers' class_embed_type "projection"
     return c;
 }
 
@@ -447,6 +459,19 @@ static void test_config(void) {
     int tensors = 0;
     EXPECT(unet_param_count(&c, &n, &tensors) == 0, "%s", err_msg());
     EXPECT(n == 859520964 && tensors == 686, "sd15: %zu parameters in %d tensors", n, tensors);
+    // A class embedding needs its labels, and a model without one refuses them.
+    c = config_class();
+    EXPECT_TRUE(unet_build(&m, &c, UNET_FROZEN, NULL) == 0 && unet_alloc_activations(&m, 1, 2) == 0);
+    float x[3 * 8 * 8] = {0}, t = 5, ctx[2 * 8] = {0}, cls[5] = {0};
+    EXPECT_TRUE(unet_forward(&m, x, &t, ctx, 1) == -1 && strstr(err_msg(), "class labels were not given"));
+    EXPECT_TRUE(unet_forward_cond(&m, x, &t, ctx, cls, 1) == 0);
+    unet_free(&m);
+    c = unet_config_tiny();
+    EXPECT_TRUE(unet_build(&m, &c, UNET_FROZEN, NULL) == 0 && unet_alloc_activations(&m, 1, 2) == 0);
+    EXPECT_TRUE(unet_forward_cond(&m, x, &t, ctx, cls, 1) == -1 && strstr(err_msg(), "were given"));
+    unet_free(&m);
+    c.class_embed_dim = -1;
+    EXPECT_TRUE(unet_config_check(&c) == -1 && strstr(err_msg(), "class_embed_dim"));
 }
 
 static int bench(int B) {
@@ -496,6 +521,7 @@ int main(int argc, char **argv) {
     test_transformer(0, &selma_lora);
     test_model_fd("model tiny", unet_config_tiny());
     test_model_fd("model wide", config_wide());
+    test_model_fd("model class embedding", config_class());
     test_lora();
     test_save_load();
     rmdir(tmpdir);

@@ -76,17 +76,22 @@ static void run_case(const char *tag, const unet_config *cfg) {
     float *x = load_f32(&io, "x", nx), *t = load_f32(&io, "t", B);
     float *ctx = load_f32(&io, "context", nc), *g = load_f32(&io, "g", nout);
     float *dx = malloc(nx * sizeof *dx), *dctx = malloc(nc * sizeof *dctx);
-    if (x && t && ctx && g) {
-        EXPECT_TRUE(unet_forward(&m, x, t, ctx, B) == 0);
+    size_t ncls = (size_t)B * cfg->class_embed_dim;
+    float *cls = ncls ? load_f32(&io, "class_labels", ncls) : NULL;
+    float *dcls = ncls ? malloc(ncls * sizeof *dcls) : NULL;
+    if (x && t && ctx && g && (!ncls || cls)) {
+        EXPECT_TRUE(unet_forward_cond(&m, x, t, ctx, cls, B) == 0);
         compare(&io, "out", m.out, nout);
         unet_zero_grad(&m);
-        unet_backward(&m, g, dx, dctx, B);
+        unet_backward_cond(&m, g, dx, dctx, dcls, B);
         compare(&io, "grad.x", dx, nx);
         compare(&io, "grad.context", dctx, nc);
+        if (ncls) compare(&io, "grad.class_labels", dcls, ncls);
         int n_grads = 0;
         for (size_t i = 0; i < io.n_tensors; i++) {
             const char *name = io.tensors[i].name;
-            if (strncmp(name, "grad.", 5) || !strcmp(name, "grad.x") || !strcmp(name, "grad.context"))
+            if (strncmp(name, "grad.", 5) || !strcmp(name, "grad.x") || !strcmp(name, "grad.context") ||
+                !strcmp(name, "grad.class_labels"))
                 continue;
             unet_param *p = ptab_find(&m.params, name + 5);
             EXPECT(p != NULL, "no parameter %s", name + 5);
@@ -96,7 +101,7 @@ static void run_case(const char *tag, const unet_config *cfg) {
         }
         EXPECT(n_grads >= 4, "%s holds %d parameter gradients", iopath, n_grads);
     }
-    free(x), free(t), free(ctx), free(g), free(dx), free(dctx);
+    free(x), free(t), free(ctx), free(g), free(dx), free(dctx), free(cls), free(dcls);
     st_close(&io);
     unet_free(&m);
 }
@@ -112,5 +117,9 @@ int main(void) {
                          .norm_num_groups = 2, .norm_eps = 1e-5f, .use_linear_projection = 1,
                          .flip_sin_to_cos = 1, .freq_shift = 0, .sample_size = 4};
     run_case("tiny2", &tiny2);
+    // "tiny3": tiny with class_embed_type "projection" of 5 inputs
+    unet_config tiny3 = unet_config_tiny();
+    tiny3.class_embed_dim = 5;
+    run_case("tiny3", &tiny3);
     return check_report("test_unet_parity");
 }

@@ -17,7 +17,7 @@ The configs here must match tests/test_unet_parity.c. Tested with (PyPI, CPU):
 
   python3 -m venv /tmp/unet-venv
   /tmp/unet-venv/bin/pip install torch==2.15.0 diffusers==0.42.1 safetensors==0.8.0
-  /tmp/unet-venv/bin/python tools/make_unet_fixture.py
+  /tmp/unet-venv/bin/python tools/make_unet_fixture.py [NAME ...]
 """
 import os
 import sys
@@ -41,6 +41,13 @@ CONFIGS = {
                   layers_per_block=2, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                   up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
                   cross_attention_dim=6, norm_num_groups=2, use_linear_projection=True),
+    # "tiny" plus a class embedding of type "projection" (the pooled text embedding
+    # added to the time embedding, as the shapes base models use).
+    "tiny3": dict(sample_size=8, in_channels=3, out_channels=2, block_out_channels=(4, 8),
+                  layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=2,
+                  cross_attention_dim=8, norm_num_groups=2, use_linear_projection=False,
+                  class_embed_type="projection", projection_class_embeddings_input_dim=5),
 }
 GRADS = ["conv_in.weight", "time_embedding.linear_1.weight", "mid_block.resnets.0.conv1.weight",
          "mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight",
@@ -58,14 +65,22 @@ def make(name, cfg, seed):
     x = torch.randn(B, cfg["in_channels"], cfg["sample_size"], cfg["sample_size"], requires_grad=True)
     t = torch.tensor([3.0, 421.0])
     ctx = torch.randn(B, T, cfg["cross_attention_dim"], requires_grad=True)
-    out = m(x, t, encoder_hidden_states=ctx).sample
+    cls = None
+    if cfg.get("class_embed_type"):
+        cls = torch.randn(B, cfg["projection_class_embeddings_input_dim"], requires_grad=True)
+    out = m(x, t, encoder_hidden_states=ctx, class_labels=cls).sample
     g = torch.randn_like(out)
     (out * g).sum().backward()
     sd = {k: v.detach().half().contiguous() for k, v in m.state_dict().items()}
     io = {"x": x.detach(), "t": t, "context": ctx.detach(), "g": g, "out": out.detach(),
           "grad.x": x.grad, "grad.context": ctx.grad}
     params = dict(m.named_parameters())
-    for k in GRADS:
+    grads = list(GRADS)
+    if cls is not None:
+        io["class_labels"] = cls.detach()
+        io["grad.class_labels"] = cls.grad
+        grads += ["class_embedding.linear_1.weight", "class_embedding.linear_2.bias"]
+    for k in grads:
         io["grad." + k] = params[k].grad.detach().contiguous()
     save_file(sd, os.path.join(OUT, f"unet_{name}_weights.safetensors"))
     save_file(io, os.path.join(OUT, f"unet_{name}_io.safetensors"))
@@ -75,6 +90,8 @@ def make(name, cfg, seed):
 
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
+    only = sys.argv[1:]  # names to (re)make; all by default
     for i, (name, cfg) in enumerate(CONFIGS.items()):
-        make(name, cfg, 1234 + i)
+        if not only or name in only:
+            make(name, cfg, 1234 + i)
     sys.exit(0)
