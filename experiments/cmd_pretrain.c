@@ -3,6 +3,9 @@
 // pretraining captions, rendered on the fly from (data_seed, item index), so the data
 // position is one integer. Checkpoints under <dir>/checkpoints/, resumed from the
 // newest complete one; at the end the EMA weights go to the bundle <dir>/model/.
+// Under mpirun or srun the ranks train data-parallel (models/train.h): every rank
+// renders the whole global batch (cheap: the items come from (data_seed, index)) and
+// runs its shard; rank 0 alone logs and writes the log, config, checkpoints and model.
 #include <cblas.h>
 #include <math.h>
 #include <signal.h>
@@ -14,6 +17,7 @@
 #include "data/prompt_parse.h"
 #include "data/render.h"
 #include "experiments/commands.h"
+#include "runtime/comm.h"
 #include "runtime/config.h"
 #include "models/train.h"
 #include "runtime/error.h"
@@ -30,7 +34,7 @@ typedef struct pretrain_cfg {
     int text_width, text_layers, text_heads, text_mlp, max_tokens;
     int beta_schedule, prediction_type, train_timesteps;
     int64_t steps, seed, data_seed;
-    int batch, warmup, ema_warmup, threads, log_every, max_nonfinite;
+    int batch, shards, warmup, ema_warmup, threads, log_every, max_nonfinite;
     double lr, weight_decay, grad_clip, ema_decay, caption_dropout, text_lr_scale;
     int freeze_text;
     char dir[1024];
@@ -60,7 +64,8 @@ static const cfg_field fields[] = {
     CFG_ENUM(P, "diffusion", "prediction_type", prediction_type, preds, "what the UNet predicts"),
     CFG_INT(P, "diffusion", "train_timesteps", train_timesteps, 1, SCHEDULE_MAX_T, "num_train_timesteps"),
     CFG_INT64(P, "train", "steps", steps, 1, 1e9, "optimizer steps in all (a resumed run continues to this)"),
-    CFG_INT(P, "train", "batch", batch, 1, 4096, "images per step"),
+    CFG_INT(P, "train", "batch", batch, 1, 4096, "images per step (the global batch over all ranks)"),
+    CFG_INT(P, "train", "shards", shards, 0, 4096, "batch shards summed in order (0 = the ranks; one process with N = N ranks bit for bit)"),
     CFG_DOUBLE(P, "train", "lr", lr, 0, 1, "AdamW peak learning rate"),
     CFG_INT(P, "train", "warmup", warmup, 0, 1000000, "linear warm-up steps"),
     CFG_DOUBLE(P, "train", "weight_decay", weight_decay, 0, 1, "AdamW decoupled weight decay"),
@@ -204,7 +209,15 @@ static char *training_json(const pretrain_cfg *c, const trainer *tr) {
     return s;
 }
 
-static int run(const pretrain_cfg *c, long stop_after) {
+// Whether any rank was asked to stop: the ranks must leave the loop at the same step.
+static int stop_agreed(comm *w, int stop) {
+    if (comm_size(w) == 1) return stop;
+    float f = stop ? 1.0f : 0.0f;
+    comm_allreduce_sum(w, &f, 1, "stop flag");
+    return f > 0;
+}
+
+static int run(const pretrain_cfg *c, long stop_after, comm *w) {
     char path[4200], ckdir[4200], latest[4300];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", c->dir);
     t2i_model m = {0};
@@ -216,7 +229,8 @@ static int run(const pretrain_cfg *c, long stop_after) {
                         .warmup_steps = c->warmup, .grad_clip = c->grad_clip,
                         .ema_decay = c->ema_decay, .ema_warmup = c->ema_warmup,
                         .caption_dropout = c->caption_dropout, .max_nonfinite = c->max_nonfinite,
-                        .text_lr_scale = c->text_lr_scale, .freeze_text = c->freeze_text};
+                        .text_lr_scale = c->text_lr_scale, .freeze_text = c->freeze_text,
+                        .comm = w, .shards = c->shards};
     trainer tr;
     if (trainer_init(&tr, &m, &hp, c->batch, (uint64_t)c->seed)) {
         t2i_free(&m);
@@ -225,6 +239,9 @@ static int run(const pretrain_cfg *c, long stop_after) {
     long pos = 0, step0;
     int skipped_dirs = 0, rc = 0;
     int found = ckpt_find_latest(ckdir, latest, sizeof latest, &step0, &skipped_dirs);
+    // Rank 0's choice for all: every rank resumes from the same checkpoint.
+    comm_bcast(w, &found, sizeof found, 0, "resume");
+    comm_bcast(w, latest, sizeof latest, 0, "resume");
     if (found == 0) {
         rc = trainer_load(&tr, latest, &pos);
         if (!rc) log_line("resumed from %s (step %ld, data position %ld)%s", latest, tr.step, pos,
@@ -252,32 +269,33 @@ static int run(const pretrain_cfg *c, long stop_after) {
         int r = trainer_step(&tr, x, cp, &loss, &gnorm);
         if (r < 0) { rc = -1; break; }
         if (r == 0) loss_sum += loss, loss_n++;
-        progress_update(&p, tr.step, loss);
+        if (comm_rank(w) == 0) progress_update(&p, tr.step, loss);
         if (c->log_every > 0 && tr.step % c->log_every == 0) {
             log_line("step %ld loss %.6f (mean of %d) lr %.3g grad_norm %.4f", tr.step,
                      loss_n ? loss_sum / loss_n : NAN, loss_n, trainer_lr(&tr), gnorm);
             loss_sum = 0, loss_n = 0;
         }
-        int stop = stop_requested || (stop_after > 0 && tr.step >= stop_after);
+        int signalled = stop_agreed(w, stop_requested != 0);
+        int stop = signalled || (stop_after > 0 && tr.step >= stop_after);
         if ((c->checkpoint_every > 0 && tr.step % c->checkpoint_every == 0) ||
-            (stop_requested && tr.step != last_saved)) {
+            (signalled && tr.step != last_saved)) {
             rc = trainer_save(&tr, ckdir, pos, c->keep);
             if (!rc) log_line("checkpoint %s/step_%06ld", ckdir, tr.step), last_saved = tr.step;
         }
         if (stop && !rc) {
-            progress_end(&p);
+            if (comm_rank(w) == 0) progress_end(&p);
             log_line("stopped at step %ld (%s); rerun the same command to resume", tr.step,
-                     stop_requested ? "signal" : "--stop-after");
-            rc = stop_requested ? 130 : 0;
+                     signalled ? "signal" : "--stop-after");
+            rc = signalled ? 130 : 0;
             goto out;
         }
     }
-    progress_end(&p);
+    if (comm_rank(w) == 0) progress_end(&p);
     if (!rc && tr.step != last_saved) {
         rc = trainer_save(&tr, ckdir, pos, c->keep);
         if (!rc) log_line("checkpoint %s/step_%06ld", ckdir, tr.step);
     }
-    if (!rc) {
+    if (!rc && comm_rank(w) == 0) {
         char *tj = training_json(c, &tr);
         snprintf(path, sizeof path, "%s/model", c->dir);
         trainer_swap_ema(&tr);
@@ -332,20 +350,28 @@ int cmd_pretrain(int argc, char **argv) {
         free(overrides);
         return 2;
     }
-    int rc = pretrain_cfg_load(&c, config, overrides, n_over);
+    comm *w = NULL;
+    int rc = comm_init(&w);
+    if (!rc) rc = pretrain_cfg_load(&c, config, overrides, n_over);
     free(overrides);
     char path[4200];
-    if (!rc) rc = mkdir_p(c.dir);
+    int lead = rc || comm_rank(w) == 0;  // the rank that logs and writes
+    if (!lead) log_set_quiet(1);
+    if (!rc && lead) rc = mkdir_p(c.dir);
     snprintf(path, sizeof path, "%s/log.txt", c.dir);
-    if (!rc) rc = log_open(path);
+    if (!rc && lead) rc = log_open(path);
     snprintf(path, sizeof path, "%s/config.ini", c.dir);
-    if (!rc) rc = pretrain_cfg_write(&c, path);
+    if (!rc && lead) rc = pretrain_cfg_write(&c, path);
     if (!rc && c.threads > 0) openblas_set_num_threads(c.threads);
     if (!rc) {
-        log_line("selma pretrain %s -> %s: %lld steps, batch %d", config, c.dir, (long long)c.steps, c.batch);
-        rc = run(&c, stop_after);
+        log_line("selma pretrain %s -> %s: %lld steps, batch %d, %d rank%s", config, c.dir,
+                 (long long)c.steps, c.batch, comm_size(w), comm_size(w) > 1 ? "s" : "");
+        rc = run(&c, stop_after, w);
     }
     if (rc < 0) fprintf(stderr, "selma pretrain: %s\n", err_msg());
     log_close();
+    // A rank that fails alone would leave the others waiting until their timeout.
+    if (rc < 0 && w && comm_size(w) > 1) comm_abort(w, 1, "selma pretrain failed on this rank (above)");
+    comm_finalize();
     return rc < 0 ? 1 : rc;
 }

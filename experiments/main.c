@@ -3,7 +3,9 @@
 #include <string.h>
 
 #include "experiments/commands.h"
+#include "runtime/comm.h"
 #include "runtime/device.h"
+#include "runtime/error.h"
 
 typedef struct command {
     const char *name;
@@ -54,8 +56,27 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    // Launched as several ranks (mpirun, srun), only pretrain shares its work out so far;
+    // any other command would run N times over and write the same outputs N times.
+    comm *w;
+    if (comm_init(&w)) {
+        fprintf(stderr, "selma: %s\n", err_msg());
+        return 1;
+    }
+    if (comm_size(w) > 1 && strcmp(argv[1], "pretrain") && strcmp(argv[1], "version")) {
+        if (comm_rank(w) == 0)
+            fprintf(stderr, "selma %s: runs as one process (launched as %d ranks); only `selma pretrain` "
+                    "trains over several ranks\n", argv[1], comm_size(w));
+        comm_finalize();
+        return 2;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            int rc = commands[i].run(argc - 1, argv + 1);
+            comm_finalize();
+            return rc;
+        }
+    comm_finalize();
     fprintf(stderr, "selma: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -89,7 +89,15 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
         return err_set("trainer: text_lr_scale %g outside [0, 1000]", hp->text_lr_scale);
     if (!(hp->caption_dropout >= 0 && hp->caption_dropout <= 1))
         return err_set("trainer: caption_dropout %g outside [0, 1]", hp->caption_dropout);
+    int ranks = hp->comm ? comm_size(hp->comm) : 1, shards = hp->shards ? hp->shards : ranks;
+    if (shards < 1 || B % shards)
+        return err_set("trainer: batch %d cannot be cut into %d equal shards", B, shards);
+    if (ranks > 1 && shards != ranks)
+        return err_set("trainer: %d shards over %d ranks (data-parallel runs one shard per rank)", shards, ranks);
     tr->m = m, tr->hp = *hp, tr->B = B, tr->lora = lora, tr->n_groups = lora ? 1 : 2;
+    tr->comm = ranks > 1 ? hp->comm : NULL;
+    tr->shards = shards, tr->Bs = B / shards;
+    tr->shard0 = tr->comm ? comm_rank(tr->comm) : 0, tr->n_local = tr->comm ? 1 : shards;
     const t2i_config *c = &m->cfg;
     int S = c->unet.sample_size, T = c->te.max_tokens;
     tr->n_pix = c->unet.in_channels * S * S;
@@ -123,30 +131,35 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
             trainer_free(tr);
             return err_set("trainer: out of memory for the optimizer state");
         }
+        if (tr->n_local > 1 && !(tr->gacc[g] = malloc(tr->n[g] * sizeof(float)))) {
+            trainer_free(tr);
+            return err_set("trainer: out of memory for the shards' gradient sum");
+        }
         if (hp->ema_decay > 0 && ema_init(&tr->ema[g], tr->param[g], tr->n[g], hp->ema_decay, hp->ema_warmup)) {
             trainer_free(tr);
             return -1;
         }
     }
-    size_t np = (size_t)B * tr->n_pix;
-    tr->ids = malloc(sizeof(int) * (size_t)B * T);
+    int Bs = tr->Bs;
+    size_t np = (size_t)Bs * tr->n_pix;
     tr->t = malloc(sizeof(int) * (size_t)B);
     tr->drop = malloc(sizeof(int) * (size_t)B);
-    tr->tf = malloc(sizeof(float) * (size_t)B);
-    tr->noise = malloc(sizeof(float) * np);
+    tr->noise = malloc(sizeof(float) * (size_t)B * tr->n_pix);
+    tr->texts = malloc(sizeof(char *) * (size_t)B);
+    tr->ids = malloc(sizeof(int) * (size_t)Bs * T);
+    tr->tf = malloc(sizeof(float) * (size_t)Bs);
     tr->xt = malloc(sizeof(float) * np);
     tr->target = malloc(sizeof(float) * np);
     tr->dout = malloc(sizeof(float) * np);
-    tr->dctx = malloc(sizeof(float) * (size_t)B * T * c->te.width);
-    tr->texts = malloc(sizeof(char *) * (size_t)B);
-    tr->pooled = malloc(sizeof(float) * (size_t)B * c->te.width);
-    tr->dpooled = malloc(sizeof(float) * (size_t)B * c->te.width);
+    tr->dctx = malloc(sizeof(float) * (size_t)Bs * T * c->te.width);
+    tr->pooled = malloc(sizeof(float) * (size_t)Bs * c->te.width);
+    tr->dpooled = malloc(sizeof(float) * (size_t)Bs * c->te.width);
     if (!tr->pooled || !tr->dpooled || !tr->ids || !tr->t || !tr->drop || !tr->tf || !tr->noise || !tr->xt || !tr->target ||
         !tr->dout || !tr->dctx || !tr->texts) {
         trainer_free(tr);
         return err_set("trainer: out of memory for batch %d", B);
     }
-    if (text_encoder_alloc_acts(&m->te, B, !lora) || unet_alloc_activations(&m->unet, B, T)) {
+    if (text_encoder_alloc_acts(&m->te, Bs, !lora) || unet_alloc_activations(&m->unet, Bs, T)) {
         trainer_free(tr);
         return -1;
     }
@@ -159,6 +172,9 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
                  m->unet.params.lora.rank, tr->n[0], B);
     else
         log_line("trainer: %zu UNet + %zu text encoder floats, batch %d", tr->n[0], tr->n[1], B);
+    if (shards > 1)
+        log_line("trainer: data-parallel, %d shards of %d items%s", shards, Bs,
+                 tr->comm ? " (one per rank)" : " (in this process, in turn)");
     return 0;
 }
 
@@ -167,6 +183,7 @@ void trainer_free(trainer *tr) {
     for (int g = 0; g < TRAIN_GROUPS; g++) {
         free(tr->adam_m[g]);
         free(tr->adam_v[g]);
+        free(tr->gacc[g]);
         if (tr->ema[g].shadow) ema_free(&tr->ema[g]);
     }
     free(tr->ids), free(tr->t), free(tr->drop), free(tr->tf), free(tr->noise);
@@ -182,11 +199,11 @@ double trainer_lr(const trainer *tr) {
     return lr;
 }
 
-// Forward to the loss; the target of the prediction type is left in tr->target.
-static int forward_loss(trainer *tr, const float *x0, const char *const *texts, const int *t,
+// Forward of one shard (B items from the global batch's arrays) to the loss; the
+// target of the prediction type is left in tr->target.
+static int forward_loss(trainer *tr, int B, const float *x0, const char *const *texts, const int *t,
                         const float *noise, double *loss) {
     t2i_model *m = tr->m;
-    int B = tr->B;
     schedule_add_noise(&m->sched, tr->xt, x0, noise, t, B, tr->n_pix);
     schedule_target(&m->sched, tr->target, x0, noise, t, B, tr->n_pix);
     for (int b = 0; b < B; b++) tr->tf[b] = (float)t[b];
@@ -201,9 +218,38 @@ static int forward_loss(trainer *tr, const float *x0, const char *const *texts, 
     return 0;
 }
 
+// Shard s's part of the batch's arrays.
+#define SHARD_ITEMS(tr, s) ((size_t)(s) * (tr)->Bs)
+
+// The mean of the shards' losses, summed in shard order: every rank's loss, gathered
+// (in rank order), or this process's own.
+static double combine_losses(trainer *tr, double *shard_loss) {
+    if (tr->comm) {
+        double own = shard_loss[0];
+        comm_allgather(tr->comm, &own, sizeof own, shard_loss, "losses");
+    }
+    if (tr->shards == 1) return shard_loss[0];
+    double sum = 0;
+    for (int s = 0; s < tr->shards; s++) sum += shard_loss[s];
+    return sum / tr->shards;
+}
+
 int trainer_eval_loss(trainer *tr, const float *x0, const char *const *captions, const int *t,
                       const float *noise, double *loss) {
-    return forward_loss(tr, x0, captions, t, noise, loss);
+    double *shard_loss = calloc((size_t)tr->shards, sizeof(double));
+    CHECK(shard_loss);
+    int rc = 0;
+    for (int k = 0; k < tr->n_local && !rc; k++) {
+        size_t i = SHARD_ITEMS(tr, tr->shard0 + k);
+        rc = forward_loss(tr, tr->Bs, x0 + i * tr->n_pix, captions + i, t + i, noise + i * tr->n_pix,
+                          &shard_loss[k]);
+    }
+    // A rank that failed still takes part, so that the others do not wait for it.
+    if (tr->comm) shard_loss[0] = rc ? NAN : shard_loss[0];
+    double l = combine_losses(tr, shard_loss);
+    free(shard_loss);
+    if (!rc) *loss = l;
+    return rc;
 }
 
 static double grad_norm(const trainer *tr) {
@@ -225,6 +271,27 @@ static int skip_step(trainer *tr, const char *what, double value) {
     return 1;
 }
 
+// Backward of the shard whose forward just ran, from zeroed gradients.
+static int backward_shard(trainer *tr) {
+    t2i_model *m = tr->m;
+    int B = tr->Bs;
+    unet_zero_grad(&m->unet);
+    mse_loss_backward(tr->dout, m->unet.out, tr->target, 1.0f, (size_t)B * tr->n_pix);
+    if (tr->lora || tr->hp.freeze_text) {
+        if (!tr->lora) text_encoder_zero_grads(&m->te);  // its (zero) gradient joins the norm
+        unet_backward(&m->unet, tr->dout, NULL, NULL, B);  // frozen text: no dcontext
+        return 0;
+    }
+    text_encoder_zero_grads(&m->te);
+    int pooled = m->cfg.unet.class_embed_dim > 0;
+    unet_backward_cond(&m->unet, tr->dout, NULL, tr->dctx, pooled ? tr->dpooled : NULL, B);
+    if (pooled) t2i_pool_backward(m, tr->ids, tr->dpooled, B, tr->dctx);
+    return text_encoder_backward(&m->te, tr->dctx);
+}
+
+// The groups whose gradients are exchanged: a frozen text encoder's stay zero.
+static int group_reduced(const trainer *tr, int g) { return !(g == 1 && tr->hp.freeze_text); }
+
 int trainer_step(trainer *tr, const float *x0, const char *const *captions, double *loss_out,
                  double *norm_out) {
     t2i_model *m = tr->m;
@@ -233,21 +300,30 @@ int trainer_step(trainer *tr, const float *x0, const char *const *captions, doub
     for (int b = 0; b < B; b++) tr->texts[b] = tr->drop[b] ? "" : captions[b];
     schedule_sample_timesteps(&m->sched, &tr->rng, B, tr->t);
     for (size_t i = 0; i < (size_t)B * tr->n_pix; i++) tr->noise[i] = rng_normal(&tr->rng);
-    double loss;
-    if (forward_loss(tr, x0, tr->texts, tr->t, tr->noise, &loss)) return -1;
+    double shard_loss[tr->shards];
+    int rc = 0;
+    for (int k = 0; k < tr->n_local && !rc; k++) {
+        size_t i = SHARD_ITEMS(tr, tr->shard0 + k);
+        rc = forward_loss(tr, tr->Bs, x0 + i * tr->n_pix, tr->texts + i, tr->t + i, tr->noise + i * tr->n_pix,
+                          &shard_loss[k]);
+        // A non-finite shard loss makes the batch's loss non-finite: no backward needed.
+        if (!rc && isfinite(shard_loss[k])) rc = backward_shard(tr);
+        if (!rc && tr->n_local > 1)
+            for (int g = 0; g < tr->n_groups; g++)
+                if (group_reduced(tr, g)) comm_sum_into(tr->gacc[g], tr->grad[g], tr->n[g], k == 0);
+    }
+    // A rank that failed still sends its loss (NaN), so that every rank skips alike and
+    // none waits in the gradient all-reduce for it; its caller then stops the run.
+    if (tr->comm && rc) shard_loss[0] = NAN;
+    double loss = combine_losses(tr, shard_loss);
+    if (rc) return -1;
     if (loss_out) *loss_out = loss;
     if (!isfinite(loss)) return skip_step(tr, "loss", loss);
-    unet_zero_grad(&m->unet);
-    mse_loss_backward(tr->dout, m->unet.out, tr->target, 1.0f, (size_t)B * tr->n_pix);
-    if (tr->lora || tr->hp.freeze_text) {
-        if (!tr->lora) text_encoder_zero_grads(&m->te);  // its (zero) gradient joins the norm
-        unet_backward(&m->unet, tr->dout, NULL, NULL, B);  // frozen text: no dcontext
-    } else {
-        text_encoder_zero_grads(&m->te);
-        int pooled = m->cfg.unet.class_embed_dim > 0;
-        unet_backward_cond(&m->unet, tr->dout, NULL, tr->dctx, pooled ? tr->dpooled : NULL, B);
-        if (pooled) t2i_pool_backward(m, tr->ids, tr->dpooled, B, tr->dctx);
-        if (text_encoder_backward(&m->te, tr->dctx)) return -1;
+    for (int g = 0; g < tr->n_groups; g++) {
+        if (!group_reduced(tr, g) || tr->shards == 1) continue;
+        if (tr->comm) comm_allreduce_sum(tr->comm, tr->grad[g], tr->n[g], "gradients");
+        else memcpy(tr->grad[g], tr->gacc[g], tr->n[g] * sizeof(float));
+        comm_average(tr->grad[g], tr->n[g], tr->shards);
     }
     double norm = grad_norm(tr);
     if (norm_out) *norm_out = norm;
@@ -317,8 +393,13 @@ int trainer_save(trainer *tr, const char *root, long data_pos, int keep) {
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     CHECK(text);
-    int rc = ckpt_save(root, tr->step, a, n, text, keep);
+    int rc = tr->comm && comm_rank(tr->comm) != 0 ? 0 : ckpt_save(root, tr->step, a, n, text, keep);
     free(text);
+    if (tr->comm) {  // every rank learns whether the checkpoint exists
+        int rc0 = rc;
+        comm_bcast(tr->comm, &rc0, sizeof rc0, 0, "checkpoint");
+        if (rc0 && comm_rank(tr->comm) != 0) rc = err_set("rank 0 could not write the checkpoint of step %ld", tr->step);
+    }
     return rc;
 }
 

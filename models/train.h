@@ -19,6 +19,20 @@
 // exactly the adapters' gradients): AdamW, EMA and checkpoints work on the copy, and
 // every update is scattered back into the model.
 // All randomness (dropout, timesteps, noise) comes from one Philox stream `rng`.
+//
+// Data-parallel (hp.comm with several ranks, or hp.shards in one process): the global
+// batch of B items is cut into `shards` shards of B / shards items, each run forward
+// and backward on its own from zeroed gradients; the shards' gradients are summed in
+// shard order and divided by the number of shards (comm_sum_into, comm_average), and
+// the loss is the mean of the shards' losses, summed in shard order. Rank r of R runs
+// shard r and the sum is comm_allreduce_sum, which adds in rank order: so R ranks
+// give bit for bit the weights of one process with hp.shards = R and the same global
+// batch (on CPU, same build, same BLAS thread count). With one shard (one process's
+// default) the step is the whole-batch step it always was. Every rank draws the whole
+// batch's dropout, timesteps and noise from the same stream and uses its shard's part,
+// so each item gets the draws one process would give it and the RNG state stays
+// equal on every rank; so do the weights, moments and EMA, which every rank updates
+// alike.
 #ifndef SELMA_MODELS_TRAIN_H
 #define SELMA_MODELS_TRAIN_H
 
@@ -28,6 +42,7 @@
 #include "models/bundle.h"
 #include "models/checkpoint.h"
 #include "models/ema.h"
+#include "runtime/comm.h"
 #include "runtime/rng.h"
 
 #ifdef __cplusplus
@@ -49,6 +64,9 @@ typedef struct train_hparams {
     int freeze_text;
     int max_nonfinite;    // stop (trainer_step returns -1) after this many non-finite
                           // steps in a row; 0 = never stop
+    comm *comm;           // data-parallel over these ranks (NULL: this process alone)
+    int shards;           // shards of the batch (0 = the ranks; with several ranks it
+                          // must equal their number; must divide the batch)
 } train_hparams;
 
 #define TRAIN_GROUPS 2  // full: 0 UNet, 1 text encoder; LoRA: 0 the UNet's adapters only
@@ -56,23 +74,29 @@ typedef struct train_hparams {
 typedef struct trainer {
     t2i_model *m;
     train_hparams hp;
-    int B, n_pix;                 // batch; values per image (C * H * W)
+    int B, n_pix;                 // global batch; values per image (C * H * W)
+    comm *comm;                   // NULL: one process
+    int shards, Bs;               // shards of the batch and items per shard
+    int shard0, n_local;          // the shards this process runs: shard0 .. + n_local - 1
     int lora;                     // 1: LoRA mode (see the top)
     int n_groups;                 // 2 (full) or 1 (LoRA)
     float *param[TRAIN_GROUPS], *grad[TRAIN_GROUPS];  // the model's arenas (flat; LoRA: the copy)
     size_t n[TRAIN_GROUPS];       // floats per group
     float *adam_m[TRAIN_GROUPS], *adam_v[TRAIN_GROUPS];
+    float *gacc[TRAIN_GROUPS];    // one process, several shards: the shards' gradient sum
     ema ema[TRAIN_GROUPS];
     long step;                    // steps taken (the lr schedule's clock)
     long updates;                 // AdamW updates done (its bias-correction t)
     long skipped;                 // steps skipped for a non-finite loss or gradient
     long nonfinite_run;           // of them in a row, up to the last step (not checkpointed)
     rng rng;
-    // per-step buffers
-    int *ids, *t, *drop;          // (B, T), (B), (B)
-    float *tf, *noise, *xt, *target, *dout, *dctx;
-    float *pooled, *dpooled;      // (B, C) when the UNet takes the pooled text (class_embed_dim)
-    const char **texts;
+    // per-step buffers: the draws for the whole batch, activations for one shard
+    int *t, *drop;                // (B), (B)
+    float *noise;                 // (B, n_pix)
+    const char **texts;           // (B)
+    int *ids;                     // (Bs, T)
+    float *tf, *xt, *target, *dout, *dctx;  // (Bs), (Bs, n_pix) x3, (Bs, T, C)
+    float *pooled, *dpooled;      // (Bs, C) when the UNet takes the pooled text (class_embed_dim)
 } trainer;
 
 // The model must be built with UNET_TRAIN_FULL or UNET_TRAIN_LORA (the mode picks the
@@ -90,13 +114,15 @@ void trainer_epoch_order(const trainer *tr, long epoch, int n, int *perm);
 void trainer_free(trainer *tr);
 double trainer_lr(const trainer *tr);  // the learning rate of the next step
 
-// One step on x0 (B, C, H, W) in [-1, 1] and B captions. *loss gets the batch loss,
-// *grad_norm the norm before clipping (either may be NULL). Returns 1 when the step
-// was skipped (non-finite loss), 0 otherwise, -1 on error.
+// One step on x0 (B, C, H, W) in [-1, 1] and B captions: the global batch, the same on
+// every rank (each uses its shard). *loss gets the batch loss, *grad_norm the norm
+// before clipping (either may be NULL); both are equal on every rank. Returns 1 when
+// the step was skipped (non-finite loss), 0 otherwise, -1 on error.
 int trainer_step(trainer *tr, const float *x0, const char *const *captions, double *loss,
                  double *grad_norm);
 // The loss of the current weights at given timesteps t (B) and noise (B, n_pix), with
-// no dropout and no update: a fixed-batch measurement for tests and logs.
+// no dropout and no update: a fixed-batch measurement for tests and logs (sharded as
+// trainer_step; every rank gets the same value).
 int trainer_eval_loss(trainer *tr, const float *x0, const char *const *captions, const int *t,
                       const float *noise, double *loss);
 
@@ -105,9 +131,11 @@ int trainer_eval_loss(trainer *tr, const float *x0, const char *const *captions,
 void trainer_swap_ema(trainer *tr);
 
 // Checkpoints: weights, EMA, AdamW moments, counters, RNG and the caller's data
-// position. keep: complete checkpoints to leave (0 = all).
+// position. keep: complete checkpoints to leave (0 = all). Data-parallel: rank 0
+// writes (every rank holds the same state) and every rank returns its result.
 int trainer_save(trainer *tr, const char *root, long data_pos, int keep);
-// Restores from a checkpoint directory; *data_pos gets the saved position.
+// Restores from a checkpoint directory; *data_pos gets the saved position. Every rank
+// reads it (a file system all ranks see, as the launchers' working directory is).
 int trainer_load(trainer *tr, const char *dir, long *data_pos);
 
 #ifdef __cplusplus
