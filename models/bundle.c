@@ -86,6 +86,7 @@ void t2i_free(t2i_model *m) {
     free(m->pooled);
     m->ctx = m->pooled = NULL;
     m->acts_B = 0;
+    clip_tokenizer_free(&m->clip);
 }
 
 // ---- directories ----

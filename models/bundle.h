@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "models/clip_tokenizer.h"
 #include "models/sampler.h"
 #include "models/schedule.h"
 #include "models/text_encoder.h"
@@ -51,6 +52,8 @@ typedef struct t2i_model {
     int acts_B;         // batch the sampling activations were laid out for (0: none)
     float *ctx;         // (acts_B, T, C) text embeddings while sampling
     float *pooled;      // (acts_B, C) their pooled vectors (class_embed_dim > 0 only)
+    clip_tokenizer clip; // world "sd": tokenizer/ by clip_tokenizer_load, after t2i_build
+                         // (which clears the model); freed by t2i_free
 } t2i_model;
 
 // The shapes world's base model (NOTES.md recipe B: cosine betas, v-prediction),
@@ -85,7 +88,8 @@ int text_encoder_config_parse(const char *text, const char *file, text_encoder_c
 char *scheduler_config_json(const t2i_config *c);
 int scheduler_config_parse(const char *text, const char *file, t2i_config *c);
 
-// Tokenizes prompts (NULL = "") for this model: (n, te.max_tokens) ids.
+// Tokenizes prompts (NULL = "") for this model: (n, te.max_tokens) ids. shapes: the
+// word tokenizer; sd: m->clip (an error if it is not loaded).
 int t2i_tokenize(const t2i_model *m, const char *const *prompts, int n, int *ids);
 // The pooled text embedding, as CLIP's pooler_output: each row's context vector at its
 // first <end> token (which has seen the whole caption through the causal mask).

@@ -11,6 +11,13 @@
 
 int t2i_tokenize(const t2i_model *m, const char *const *prompts, int n, int *ids) {
     int T = m->cfg.te.max_tokens;
+    if (!strcmp(m->cfg.world, "sd")) {
+        if (!m->clip.n_tokens) return err_set("model: the sd world's CLIP tokenizer (tokenizer/) is not loaded");
+        for (int i = 0; i < n; i++)
+            if (clip_tokenizer_encode(&m->clip, prompts[i] ? prompts[i] : "", T, ids + (size_t)i * T, NULL) < 0)
+                return -1;
+        return 0;
+    }
     if (strcmp(m->cfg.world, "shapes"))
         return err_set("model: the %s world's tokenizer is not available here", m->cfg.world);
     for (int i = 0; i < n; i++)
@@ -21,9 +28,9 @@ int t2i_tokenize(const t2i_model *m, const char *const *prompts, int n, int *ids
 }
 
 static int eos_position(const t2i_model *m, const int *row) {
-    int T = m->cfg.te.max_tokens;
+    int T = m->cfg.te.max_tokens, end = strcmp(m->cfg.world, "sd") ? TOKEN_END : m->clip.eos_id;
     for (int i = 0; i < T; i++)
-        if (row[i] == TOKEN_END) return i;
+        if (row[i] == end) return i;
     return T - 1;  // truncated without <end> (tokenizer_encode always writes one)
 }
 

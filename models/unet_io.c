@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "models/lora_set.h"
+#include "models/param_file.h"
 #include "models/unet.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -66,70 +67,14 @@ int unet_save(const unet *m, const char *path, param_kind kind) {
     return rc ? err_wrap("unet_save %s", path) : 0;
 }
 
-// A problem list of one kind: the first names, then a count of the rest.
-typedef struct problems {
-    const char *what;
-    char names[1024];
-    int n;
-} problems;
-
-#define PROBLEM_NAMES 6
-
-static void note(problems *p, const char *name, const char *detail) {
-    size_t len = strlen(p->names);
-    if (p->n++ < PROBLEM_NAMES)
-        snprintf(p->names + len, sizeof p->names - len, "%s%s%s", len ? ", " : "", name, detail);
-}
-
-static void summary(char *buf, size_t cap, const problems *p) {
-    if (!p->n) return;
-    size_t len = strlen(buf);
-    snprintf(buf + len, cap - len, "%s%d %s: %s%s", len ? "; " : "", p->n, p->what, p->names,
-             p->n > PROBLEM_NAMES ? ", ..." : "");
-}
-
 int unet_load(unet *m, const char *path, param_kind kind) {
     st_file f;
     if (st_open(path, &f)) return -1;
-    char name[UNET_NAME_MAX + 8], shape[64], detail[96];
-    problems missing = {.what = "missing"}, unexpected = {.what = "unexpected"},
-             wrong = {.what = "wrong shape"};
-    size_t used = 0;
-    for (int i = 0; i < m->params.n; i++) {
-        unet_param *p = &m->params.items[i];
-        if (p->kind != kind) continue;
-        file_name(name, p);
-        const st_tensor *t = st_find(&f, name);
-        if (!t) {
-            note(&missing, name, "");
-            continue;
-        }
-        used++;
-        int same = t->ndim == p->t.ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == p->t.shape[d];
-        if (!same) {
-            snprintf(detail, sizeof detail, " (model %s)", tensor_shape_str(&p->t, shape, sizeof shape));
-            note(&wrong, name, detail);
-        }
-    }
-    if (used < f.n_tensors)
-        for (size_t i = 0; i < f.n_tensors; i++) {
-            const char *fn = f.tensors[i].name;
-            int known = 0;
-            for (int k = 0; k < m->params.n && !known; k++) {
-                if (m->params.items[k].kind != kind) continue;
-                file_name(name, &m->params.items[k]);
-                known = !strcmp(name, fn);
-            }
-            if (!known) note(&unexpected, fn, "");
-        }
-    if (missing.n || unexpected.n || wrong.n) {
+    char name[UNET_NAME_MAX + 8];
+    param_naming nm = {.prefix = kind == PARAM_LORA ? LORA_PREFIX : ""};
+    if (ptab_match_file(&m->params, &f, kind, &nm)) {
         st_close(&f);
-        char msg[4096] = "";
-        summary(msg, sizeof msg, &missing);
-        summary(msg, sizeof msg, &unexpected);
-        summary(msg, sizeof msg, &wrong);
-        return err_set("unet_load %s: %s", path, msg);
+        return err_wrap("unet_load %s", path);
     }
     // An adapter's scale comes from the model's lora_config, so the file's own scale
     // (alpha rules of models/lora_set.h) must agree, or the adapter acts at the wrong
@@ -151,14 +96,9 @@ int unet_load(unet *m, const char *path, param_kind kind) {
         }
     }
     // Everything matches: only now are the model's weights overwritten.
-    for (int i = 0; i < m->params.n; i++) {
-        unet_param *p = &m->params.items[i];
-        if (p->kind != kind) continue;
-        file_name(name, p);
-        if (st_tensor_to_f32(&f, st_find(&f, name), p->t.data, (size_t)tensor_numel(&p->t))) {
-            st_close(&f);
-            return err_wrap("unet_load");
-        }
+    if (ptab_read_file(&m->params, &f, kind, &nm)) {
+        st_close(&f);
+        return err_wrap("unet_load");
     }
     st_close(&f);
     return 0;

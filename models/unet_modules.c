@@ -232,8 +232,10 @@ void unet_resnet_setup(unet_resnet *r, param_table *t, const char *prefix, int c
     unet_norm_setup(&r->norm1, t, buf, cin, groups, eps);
     name2(buf, prefix, "conv1");
     unet_conv_setup(&r->conv1, t, buf, cin, cout, 3, 1, 1);
-    name2(buf, prefix, "time_emb_proj");
-    unet_linear_setup(&r->time_emb_proj, t, buf, temb_dim, cout, 1, 0);
+    if (temb_dim > 0) {  // 0: the VAE's blocks (temb_channels None), which have none
+        name2(buf, prefix, "time_emb_proj");
+        unet_linear_setup(&r->time_emb_proj, t, buf, temb_dim, cout, 1, 0);
+    }
     name2(buf, prefix, "norm2");
     unet_norm_setup(&r->norm2, t, buf, cout, groups, eps);
     name2(buf, prefix, "conv2");

@@ -150,6 +150,9 @@ typedef struct unet_resnet {
     float *out;              // (B, cout, HW)
 } unet_resnet;
 
+// temb_dim 0 registers no time_emb_proj: diffusers' ResnetBlock2D with temb_channels
+// None, as the VAE uses it (models/vae_modules.h runs its forward; the functions below
+// need a time embedding).
 void unet_resnet_setup(unet_resnet *r, param_table *t, const char *prefix, int cin, int cout,
                        int temb_dim, int groups, float eps, int H, int W);
 void unet_resnet_acts(unet_resnet *r, arena *a, int B);

@@ -15,38 +15,15 @@
 #include "runtime/log.h"
 #include "runtime/safetensors.h"
 #include "tests/check.h"
+#include "tests/parity.h"
 
 #define PARITY_TOL 1e-4
 
-static float *load_f32(const st_file *f, const char *name, size_t n) {
-    const st_tensor *t = st_find(f, name);
-    if (!t || (size_t)st_tensor_numel(t) != n) {
-        fprintf(stderr, "fixture %s: tensor %s missing or of the wrong size\n", f->name, name);
-        return NULL;
-    }
-    float *x = malloc(n * sizeof *x);
-    if (st_tensor_to_f32(f, t, x, n)) {
-        free(x);
-        return NULL;
-    }
-    return x;
-}
-
-static double rel_diff(const float *a, const float *ref, size_t n) {
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - ref[i]);
-        worst = e > worst || e != e ? e : worst;
-        scale = fabs(ref[i]) > scale ? fabs(ref[i]) : scale;
-    }
-    return worst / (scale > 0 ? scale : 1);
-}
-
 static void compare(const st_file *io, const char *name, const float *ours, size_t n) {
-    float *ref = load_f32(io, name, n);
+    float *ref = parity_load(io, name, n);
     EXPECT(ref != NULL, "%s", name);
     if (!ref) return;
-    double e = rel_diff(ours, ref, n);
+    double e = parity_diff(ours, ref, n);
     EXPECT(e <= PARITY_TOL, "%s: %s max rel diff %.3g", io->name, name, e);
     printf("  %-70s %.2e\n", name, e);
     free(ref);
@@ -73,11 +50,11 @@ static void run_case(const char *tag, const unet_config *cfg) {
     int S = cfg->sample_size;
     size_t nx = (size_t)B * cfg->in_channels * S * S, nout = (size_t)B * cfg->out_channels * S * S;
     size_t nc = (size_t)B * T * cfg->cross_attention_dim;
-    float *x = load_f32(&io, "x", nx), *t = load_f32(&io, "t", B);
-    float *ctx = load_f32(&io, "context", nc), *g = load_f32(&io, "g", nout);
+    float *x = parity_load(&io, "x", nx), *t = parity_load(&io, "t", B);
+    float *ctx = parity_load(&io, "context", nc), *g = parity_load(&io, "g", nout);
     float *dx = malloc(nx * sizeof *dx), *dctx = malloc(nc * sizeof *dctx);
     size_t ncls = (size_t)B * cfg->class_embed_dim;
-    float *cls = ncls ? load_f32(&io, "class_labels", ncls) : NULL;
+    float *cls = ncls ? parity_load(&io, "class_labels", ncls) : NULL;
     float *dcls = ncls ? malloc(ncls * sizeof *dcls) : NULL;
     if (x && t && ctx && g && (!ncls || cls)) {
         EXPECT_TRUE(unet_forward_cond(&m, x, t, ctx, cls, B) == 0);
