@@ -1,11 +1,13 @@
 // `selma run CONFIG [section.key=value ...]`: the whole SELMA pipeline from one config
 // (experiments/pipeline.h). The last line printed is "results: <run directory>".
+// Launched as several ranks, the trainings spread over them (pipeline_ranks.h).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "experiments/commands.h"
 #include "experiments/pipeline.h"
+#include "runtime/comm.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 
@@ -16,7 +18,9 @@ static void usage(FILE *f) {
             "  skipped when its output is complete for the same inputs; [sweep] crosses values.\n"
             "  --stop-after N   stop expert training after step N as an interruption would\n"
             "                   (exit 3); rerun the same command to resume\n"
-            "  --check          resolve and validate the config (and every sweep variant), then exit\n");
+            "  --check          resolve and validate the config (and every sweep variant), then exit\n"
+            "  under mpirun/srun the LoRA trainings spread over the ranks (job j on rank j mod N);\n"
+            "  rank 0 does the rest (README.md, \"Multi-process\")\n");
 }
 
 int cmd_run(int argc, char **argv) {
@@ -43,6 +47,12 @@ int cmd_run(int argc, char **argv) {
         free(over);
         return 2;
     }
+    comm *w;
+    if (comm_init(&w)) {
+        fprintf(stderr, "selma run: %s\n", err_msg());
+        free(over);
+        return 1;
+    }
     if (check) {
         pipeline_variant *v;
         int nv, rc = pipeline_load(config, over, n, &v, &nv);
@@ -51,17 +61,23 @@ int cmd_run(int argc, char **argv) {
             fprintf(stderr, "selma run: %s\n", err_msg());
             return 1;
         }
+        if (comm_rank(w) != 0) {  // one copy of the answer
+            free(v);
+            return 0;
+        }
         printf("%s: valid, %d variant%s\n", config, nv, nv > 1 ? "s" : "");
         for (int i = 0; i < nv; i++)
             if (v[i].label[0]) printf("  %s\n", v[i].label);
         free(v);
         return 0;
     }
-    int rc = pipeline_run(config, over, n, stop_after);
+    int rc = pipeline_run(config, over, n, stop_after, w);
     free(over);
     log_close();
     if (rc < 0) {
         fprintf(stderr, "selma run: %s\n", err_msg());
+        // A rank that fails alone would leave the others waiting until their timeout.
+        if (comm_size(w) > 1) comm_abort(w, 1, "selma run failed on this rank (above)");
         return 1;
     }
     return rc;  // 3: stopped by --stop-after

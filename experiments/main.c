@@ -56,17 +56,18 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    // Launched as several ranks (mpirun, srun), only pretrain shares its work out so far;
-    // any other command would run N times over and write the same outputs N times.
+    // Launched as several ranks (mpirun, srun), pretrain (data-parallel) and run
+    // (expert-parallel) share their work out; any other command would run N times over
+    // and write the same outputs N times.
     comm *w;
     if (comm_init(&w)) {
         fprintf(stderr, "selma: %s\n", err_msg());
         return 1;
     }
-    if (comm_size(w) > 1 && strcmp(argv[1], "pretrain") && strcmp(argv[1], "version")) {
+    if (comm_size(w) > 1 && strcmp(argv[1], "pretrain") && strcmp(argv[1], "run") && strcmp(argv[1], "version")) {
         if (comm_rank(w) == 0)
             fprintf(stderr, "selma %s: runs as one process (launched as %d ranks); only `selma pretrain` "
-                    "trains over several ranks\n", argv[1], comm_size(w));
+                    "and `selma run` work over several ranks\n", argv[1], comm_size(w));
         comm_finalize();
         return 2;
     }

@@ -12,6 +12,7 @@
 #include "data/image_quality.h"
 #include "data/image_io.h"
 #include "experiments/pipeline.h"
+#include "experiments/pipeline_ranks.h"
 #include "experiments/report.h"
 #include "models/bundle.h"
 #include "runtime/error.h"
@@ -67,9 +68,8 @@ typedef struct stage {
 } stage;
 
 // Names the stage's directory from its inputs; done when its DONE marker is there
-// and its manifest holds the same inputs. Otherwise the directory is (re)made empty
-// with the manifest, ready for the stage's work.
-static int stage_open(const char *run, const char *kind, const sbuf *in, stage *st) {
+// and its manifest holds the same inputs. Touches no file.
+static void stage_find(const char *run, const char *kind, const sbuf *in, stage *st) {
     snprintf(st->hash, sizeof st->hash, "%016llx", (unsigned long long)fnv1a(in->s));
     snprintf(st->dir, sizeof st->dir, "%s/work/%s-%s", run, kind, st->hash);
     char path[4400], *text = NULL;
@@ -81,8 +81,15 @@ static int stage_open(const char *run, const char *kind, const sbuf *in, stage *
         snprintf(path, sizeof path, "%s/manifest.txt", st->dir);
         if (file_read_all(path, &text, &n) == 0 && !strcmp(text, in->s)) st->done = 1;
         free(text);
-        if (st->done) return 0;
     }
+}
+
+// stage_find; when not done, the directory is (re)made empty with the manifest, ready
+// for the stage's work.
+static int stage_open(const char *run, const char *kind, const sbuf *in, stage *st) {
+    stage_find(run, kind, in, st);
+    if (st->done) return 0;
+    char path[4400];
     if (mkdir_p(st->dir)) return -1;
     snprintf(path, sizeof path, "%s/manifest.txt", st->dir);
     return atomic_write(path, in->s, in->n);
@@ -111,13 +118,38 @@ typedef struct row {
     char eval_dir[RESULTS_MAX_SEEDS][4200];
 } row;
 
+// Launched as several ranks, the variants are walked three times (pipeline_ranks.h):
+// PHASE_DATA (rank 0: prompts and images), PHASE_TRAIN (every rank: its share of the
+// trainings), PHASE_ALL (rank 0: the rest, all that one process does).
+enum { PHASE_ALL, PHASE_DATA, PHASE_TRAIN };
+#define BEAT_DATA "expert-parallel: rank 0 writes prompts and images"
+#define BEAT_TRAIN "expert-parallel: experts in training"
+
 typedef struct run_state {
     const char *run;
     long stop_after;
     row rows[RESULTS_MAX_METHODS];
     int n_rows;
     run_results *r;
+    comm *w;
+    int phase;
+    rank_jobs jobs;   // PHASE_TRAIN: every training, in order, and its rank
+    int train_rc;     // PHASE_TRAIN: 3 once this rank stopped at --stop-after
 } run_state;
+
+// Busy: a heartbeat for the ranks waiting on this one (pipeline_ranks.h).
+static void beat(void *ctx) {
+    run_state *rs = ctx;
+    if (rs->phase != PHASE_ALL) ranks_beat(rs->w, 1, rs->phase == PHASE_DATA ? BEAT_DATA : BEAT_TRAIN);
+}
+
+// PHASE_TRAIN: a stage rank 0 wrote in PHASE_DATA, found complete by this rank.
+static int stage_written(const run_state *rs, const char *kind, const sbuf *in, stage *st) {
+    stage_find(rs->run, kind, in, st);
+    if (st->done) return 0;
+    return err_set("rank %d: stage %s is not complete in %s after rank 0 wrote it (the run directory must "
+                   "be on a filesystem every rank shares)", comm_rank(rs->w), kind, st->dir);
+}
 
 static row *row_for(run_state *rs, const pipeline_variant *v, const char *name, const char *label) {
     // A sweep's rows: "selma-lora.rank=4,merge.method=svd" (report.h counts "selma-*"
@@ -182,30 +214,17 @@ static void add_curve(run_state *rs, const char *name, const char *path) {
         }                                                                                    \
     } while (0)
 
-// Trains one adapter (an expert, or the mixed LoRA when skill < 0) for seed k.
-static int train_adapter(run_state *rs, const pipeline_cfg *c, const stage *P, const stage *D,
-                         const char *base_hash, int skill, uint64_t seed, stage *T) {
+// Trains the adapter of stage T (inputs `in`) unless it is complete.
+static int train_stage(run_state *rs, const pipeline_cfg *c, const stage *P, const stage *D, const sbuf *in,
+                       int skill, uint64_t seed, const char *what, const char *at, stage *T) {
     int sk[SKILL_KINDS], ns;
     pipeline_skills(c, sk, &ns);
-    const char *name = skill >= 0 ? skill_names[skill] : "mixed";
-    sbuf in = {0};
-    sb_add(&in, "train %s\ndata %s\nbase %s\nseed %llu\n", name, D->hash, base_hash, (unsigned long long)seed);
-    sb_section(&in, c, "lora");
-    sb_section(&in, c, "train");
-    if (c->select == SELECT_VAL) {  // what checkpoint selection reads of [eval]
-        sb_add(&in, "prompts %s\n", P->hash);
-        sb_key(&in, c, "eval", "steps");
-        sb_key(&in, c, "eval", "sampler");
-        sb_key(&in, c, "eval", "cfg");
-    }
-    char what[128];
-    snprintf(what, sizeof what, "train %s seed %llu", name, (unsigned long long)seed);
-    if (stage_open(rs->run, "train", &in, T)) return -1;
+    if (stage_open(rs->run, "train", in, T)) return -1;
     if (T->done) {
-        log_line("stage %s: done (%s), skipped", what, T->dir + strlen(rs->run) + 1);
+        log_line("stage %s: done%s (%s), skipped", what, at, T->dir + strlen(rs->run) + 1);
         return 0;
     }
-    log_line("stage %s: running (%s)", what, T->dir + strlen(rs->run) + 1);
+    log_line("stage %s: running%s (%s)", what, at, T->dir + strlen(rs->run) + 1);
     char data[SKILL_KINDS][4300], out[4300], ckpt[4300], loss[4300];
     lora_train_opts o = {.model = c->base, .rank = c->rank, .alpha = c->alpha, .targets = c->targets,
                          .steps = c->steps, .batch = c->batch, .warmup = c->warmup,
@@ -213,7 +232,8 @@ static int train_adapter(run_state *rs, const pipeline_cfg *c, const stage *P, c
                          .lr = c->lr, .weight_decay = c->weight_decay, .grad_clip = c->grad_clip,
                          .ema_decay = c->ema_decay, .caption_dropout = c->caption_dropout, .seed = seed,
                          .max_nonfinite = c->max_nonfinite, .stop_after = rs->stop_after, .val_steps = c->eval_steps,
-                         .val_sampler = c->eval_sampler, .val_cfg = c->eval_cfg[0]};
+                         .val_sampler = c->eval_sampler, .val_cfg = c->eval_cfg[0],
+                         .on_step = rs->phase == PHASE_TRAIN ? beat : NULL, .on_step_ctx = rs};
     for (int k = 0; k < ns; k++)
         if (skill < 0 || sk[k] == skill) {
             snprintf(data[o.n_data], sizeof data[0], "%s/%s.h5", D->dir, skill_names[sk[k]]);
@@ -246,6 +266,40 @@ static int train_adapter(run_state *rs, const pipeline_cfg *c, const stage *P, c
     free(vs);
     if (rc) return rc;
     return stage_close(T);
+}
+
+// Trains one adapter (an expert, or the mixed LoRA when skill < 0) for seed k; in
+// PHASE_TRAIN only when it is this rank's job, and records the job either way.
+static int train_adapter(run_state *rs, const pipeline_cfg *c, const stage *P, const stage *D,
+                         const char *base_hash, int skill, uint64_t seed, stage *T) {
+    const char *name = skill >= 0 ? skill_names[skill] : "mixed";
+    sbuf in = {0};
+    sb_add(&in, "train %s\ndata %s\nbase %s\nseed %llu\n", name, D->hash, base_hash, (unsigned long long)seed);
+    sb_section(&in, c, "lora");
+    sb_section(&in, c, "train");
+    if (c->select == SELECT_VAL) {  // what checkpoint selection reads of [eval]
+        sb_add(&in, "prompts %s\n", P->hash);
+        sb_key(&in, c, "eval", "steps");
+        sb_key(&in, c, "eval", "sampler");
+        sb_key(&in, c, "eval", "cfg");
+    }
+    char what[128], at[32] = "";
+    snprintf(what, sizeof what, "train %s seed %llu", name, (unsigned long long)seed);
+    rank_job *job = NULL;
+    if (rs->phase == PHASE_TRAIN) {  // one job of the spread; only its owner trains it
+        stage_find(rs->run, "train", &in, T);
+        job = rank_jobs_add(&rs->jobs, rs->w, T->dir, what);
+        if (job->owner != comm_rank(rs->w) || rs->train_rc) return 0;
+        snprintf(at, sizeof at, " on rank %d", job->owner);
+    }
+    int rc = train_stage(rs, c, P, D, &in, skill, seed, what, at, T);
+    if (rc == 3 && job) rs->train_rc = 3, rc = 0;  // the other jobs are still counted
+    else if (rc == 0 && job) {
+        char path[4300];
+        snprintf(path, sizeof path, "%s/lora.safetensors", T->dir);
+        rc = file_checksum(path, &job->sum);
+    }
+    return rc;
 }
 
 static int eval_method(run_state *rs, const pipeline_variant *v, const stage *P, const char *base_hash,
@@ -286,12 +340,13 @@ static int eval_method(run_state *rs, const pipeline_variant *v, const stage *P,
     return 0;
 }
 
-static int generate_all(const pipeline_cfg *c, const char *src, const stage *P, const stage *D,
+static int generate_all(run_state *rs, const pipeline_cfg *c, const char *src, const stage *P, const stage *D,
                         const int *sk, int ns) {
     for (int k = 0; k < ns; k++) {
         char out[4300];
         snprintf(out, sizeof out, "%s/%s.h5", D->dir, skill_names[sk[k]]);
         if (stage_generate(c, src, P->dir, sk[k], out)) return -1;
+        beat(rs);
     }
     return 0;
 }
@@ -341,15 +396,25 @@ static int run_variant(run_state *rs, const pipeline_variant *v) {
     sbuf in = {0};
     sb_section(&in, c, "prompts");
     stage P, D;
-    STAGE(rs, "prompts", "prompts", &in, &P, stage_prompts(c, P.dir));
+    if (rs->phase == PHASE_TRAIN) {
+        if (stage_written(rs, "prompts", &in, &P)) return -1;
+    } else {
+        STAGE(rs, "prompts", "prompts", &in, &P, stage_prompts(c, P.dir));
+        beat(rs);
+    }
     int experts = has_method(c, "experts"), selma = has_method(c, "selma"), mixed = has_method(c, "mixed");
     int moe = has_method(c, "moe");
     if (experts || selma || mixed || moe) {
         in = (sbuf){0};
         sb_add(&in, "prompts %s\nimage_source %s\n", P.hash, c->gen_source == GEN_SOURCE_GT ? "ground truth" : src_hash);
         sb_section(&in, c, "generate");
-        STAGE(rs, "data", "generate", &in, &D, generate_all(c, src, &P, &D, sk, ns));
+        if (rs->phase == PHASE_TRAIN) {
+            if (stage_written(rs, "data", &in, &D)) return -1;
+        } else {
+            STAGE(rs, "data", "generate", &in, &D, generate_all(rs, c, src, &P, &D, sk, ns));
+        }
     }
+    if (rs->phase == PHASE_DATA) return 0;
     const char *src_label = c->gen_source == GEN_SOURCE_GT ? "ground-truth images" :
                             c->image_source[0] ? "images of the image_source model" : "self-generated images";
     for (int k = 0; k < c->seeds; k++) {
@@ -361,7 +426,7 @@ static int run_variant(run_state *rs, const pipeline_variant *v) {
                 int rc = train_adapter(rs, c, &P, &D, base_hash, sk[i], seed, &T[i]);
                 if (rc) return rc;
                 tp[i] = &T[i];
-                if (k == 0) {
+                if (k == 0 && rs->phase == PHASE_ALL) {
                     char name[96], path[4300];
                     snprintf(name, sizeof name, "expert-%s%s%.60s", skill_names[sk[i]], v->label[0] ? " " : "", v->label);
                     snprintf(path, sizeof path, "%.4200s/loss.txt", T[i].dir);
@@ -375,8 +440,9 @@ static int run_variant(run_state *rs, const pipeline_variant *v) {
             snprintf(path, sizeof path, "%s/loss.txt", X.dir);
             char name[96];
             snprintf(name, sizeof name, "mixed%s%.60s", v->label[0] ? " " : "", v->label);
-            if (k == 0) add_curve(rs, name, path);
+            if (k == 0 && rs->phase == PHASE_ALL) add_curve(rs, name, path);
         }
+        if (rs->phase == PHASE_TRAIN) continue;  // the rest is rank 0's, in PHASE_ALL
         if (selma) {
             in = (sbuf){0};
             sb_add(&in, "merge\n");
@@ -530,18 +596,37 @@ static void print_table(const run_results *r) {
     printf("\n");
 }
 
-int pipeline_run(const char *path, char **overrides, int n_over, long stop_after) {
+// Several ranks: phases 1 and 2 (pipeline_ranks.h) on every rank; 0 when rank 0 may
+// go on with the rest.
+static int spread(run_state *rs, const pipeline_variant *vars, int nv) {
+    comm *w = rs->w;
+    int rc = 0;
+    rs->phase = PHASE_DATA;
+    for (int i = 0; i < nv && !rc && comm_rank(w) == 0; i++) rc = run_variant(rs, &vars[i]);
+    if (rc) return rc;  // cmd_run ends the job: the others are waiting
+    ranks_wait(w, BEAT_DATA);
+    rs->phase = PHASE_TRAIN;
+    for (int i = 0; i < nv && !rc; i++) rc = run_variant(rs, &vars[i]);
+    if (rc) return rc;
+    ranks_wait(w, BEAT_TRAIN);
+    rc = ranks_collect(w, &rs->jobs, rs->train_rc);
+    rs->phase = PHASE_ALL;
+    return rc;
+}
+
+int pipeline_run(const char *path, char **overrides, int n_over, long stop_after, comm *w) {
     pipeline_variant *vars;
     int nv;
     if (pipeline_load(path, overrides, n_over, &vars, &nv)) return -1;
     const pipeline_cfg *c0 = &vars[0].cfg;
     char p[4300];
-    int rc = mkdir_p(c0->dir);
+    int lead = comm_rank(w) == 0;  // the rank that writes run-level files
+    int rc = lead ? mkdir_p(c0->dir) : 0;
     snprintf(p, sizeof p, "%s/log.txt", c0->dir);
-    if (!rc) rc = log_open(p);
+    if (!rc && lead) rc = log_open(p);
     snprintf(p, sizeof p, "%s/config.ini", c0->dir);
-    if (!rc) rc = cfg_write(p, pipeline_fields, pipeline_n_fields, c0);
-    for (int i = 1; i < nv && !rc; i++) {
+    if (!rc && lead) rc = cfg_write(p, pipeline_fields, pipeline_n_fields, c0);
+    for (int i = 1; i < nv && !rc && lead; i++) {
         snprintf(p, sizeof p, "%s/config-%02d.ini", c0->dir, i);
         rc = cfg_write(p, pipeline_fields, pipeline_n_fields, &vars[i].cfg);
     }
@@ -550,14 +635,16 @@ int pipeline_run(const char *path, char **overrides, int n_over, long stop_after
         return -1;
     }
     double t0 = time_now();
-    log_line("selma run %s -> %s: %d variant%s, %d seed%s", path, c0->dir, nv, nv > 1 ? "s" : "",
-             c0->seeds, c0->seeds > 1 ? "s" : "");
+    if (lead)
+        log_line("selma run %s -> %s: %d variant%s, %d seed%s, %d rank%s", path, c0->dir, nv, nv > 1 ? "s" : "",
+                 c0->seeds, c0->seeds > 1 ? "s" : "", comm_size(w), comm_size(w) > 1 ? "s" : "");
     run_results *r = calloc(1, sizeof *r);
     run_state *rs = calloc(1, sizeof *rs);
     CHECK(r && rs);
-    rs->run = c0->dir, rs->stop_after = stop_after, rs->r = r;
-    for (int i = 0; i < nv && !rc; i++) rc = run_variant(rs, &vars[i]);
-    if (!rc) {
+    rs->run = c0->dir, rs->stop_after = stop_after, rs->r = r, rs->w = w;
+    if (comm_size(w) > 1) rc = spread(rs, vars, nv);
+    for (int i = 0; i < nv && !rc && lead; i++) rc = run_variant(rs, &vars[i]);
+    if (!rc && lead) {
         snprintf(r->title, sizeof r->title, "%s", c0->name);
         snprintf(r->run_dir, sizeof r->run_dir, "%.511s", c0->dir);
         snprintf(r->note, sizeof r->note, "%s", c0->note);
@@ -575,6 +662,7 @@ int pipeline_run(const char *path, char **overrides, int n_over, long stop_after
             printf("results: %s\n", c0->dir);
         }
     }
+    rank_jobs_free(&rs->jobs);
     run_results_free(r);
     free(r);
     free(rs);

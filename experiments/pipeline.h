@@ -29,6 +29,7 @@
 #include "data/evaluate.h"
 #include "data/shapes.h"
 #include "experiments/results.h"
+#include "runtime/comm.h"
 #include "runtime/config.h"
 
 #define PIPE_MAX_CFG 8
@@ -96,7 +97,9 @@ int pipeline_load(const char *path, char **overrides, int n_over, pipeline_varia
 // Runs every stage of every variant, writes config.ini (resolved), log.txt and the
 // report into the run directory. stop_after > 0: expert training stops after that
 // many steps (an interruption, for tests); the run then returns 3 without a report.
-int pipeline_run(const char *path, char **overrides, int n_over, long stop_after);
+// Over several ranks (w's size > 1) every rank calls it: the trainings spread over the
+// ranks, rank 0 does the rest and alone writes (experiments/pipeline_ranks.h).
+int pipeline_run(const char *path, char **overrides, int n_over, long stop_after, comm *w);
 
 // ---- stages (experiments/stage_*.c) ----
 
@@ -135,6 +138,9 @@ typedef struct lora_train_opts {
     int *val_skills, n_val;
     int val_steps, val_sampler;
     double val_cfg;
+    // Called after every step (expert-parallel runs beat their heartbeat there), or NULL.
+    void (*on_step)(void *ctx);
+    void *on_step_ctx;
 } lora_train_opts;
 int lora_train_run(const lora_train_opts *o);
 

@@ -226,6 +226,7 @@ int lora_train_run(const lora_train_opts *o) {
         if (r < 0) { rc = -1; break; }
         if (r == 0) loss_sum += loss, loss_n++;
         progress_update(&p, tr.step, loss);
+        if (o->on_step) o->on_step(o->on_step_ctx);
         if (tr.step % every == 0 && loss_n) {
             if (lossf) fprintf(lossf, "%ld %.6f\n", tr.step, loss_sum / loss_n), fflush(lossf);
             loss_sum = 0, loss_n = 0;

@@ -9,14 +9,8 @@
 #   - each interrupted run, restarted, resumes from its last complete checkpoint and
 #     ends with weights equal to the uninterrupted run's, byte for byte.
 set -uo pipefail
-selma="${SELMA_BUILD_ROOT:?run through meson test}/experiments/selma"
-"$selma" version | grep -q "mpi: built" || { echo "test_mpi_faults: skipped (built without MPI)"; exit 77; }
-command -v mpirun > /dev/null || { echo "test_mpi_faults: skipped (no mpirun)"; exit 77; }
-mpirun=(mpirun --oversubscribe --allow-run-as-root -np 2)
-tmp=$(mktemp -d /tmp/test_mpi_faults.XXXXXX)
-fail=0
-trap 'if [ $fail -eq 0 ]; then rm -rf "$tmp"; else echo "test_mpi_faults: files kept in $tmp" >&2; fi' EXIT
-err() { echo "test_mpi_faults: FAILED: $*" >&2; fail=1; }
+test=test_mpi_faults
+source "$(dirname "$0")/mpi_lib.sh"
 export SELMA_COMM_TIMEOUT=4
 # A tag in every rank's environment, to find this test's rank 1 among all processes.
 export SELMA_TEST_TAG="mpi_faults_$$"
@@ -52,16 +46,6 @@ same_model() {  # same_model DIR_A DIR_B
     done
 }
 
-rank1_pid() {
-    local env
-    for e in /proc/[0-9]*/environ; do
-        env=$( { tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
-        if grep -qx "SELMA_TEST_TAG=$SELMA_TEST_TAG" <<< "$env" && grep -qx "OMPI_COMM_WORLD_RANK=1" <<< "$env"; then
-            p=${e#/proc/}; echo "${p%/environ}"; return 0
-        fi
-    done
-    return 1
-}
 
 for name in ref one kill stop; do config "$tmp/$name" > "$tmp/$name.ini"; done
 
