@@ -15,5 +15,6 @@ int cmd_train(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_fold(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_sd_check(int argc, char **argv);
 
 #endif

@@ -26,6 +26,7 @@ static const command commands[] = {
     {"merge", cmd_merge, "merge LoRA experts into one adapter (SELMA: sum, weights 1/N)"},
     {"fold", cmd_fold, "bake an adapter into the base weights: a new bundle"},
     {"run", cmd_run, "the whole SELMA pipeline from a config (skips finished stages)"},
+    {"sd-check", cmd_sd_check, "run an SD pipeline folder's pieces on given inputs (parity checks)"},
 };
 
 static void usage(FILE *f) {

@@ -54,6 +54,17 @@ int t2i_config_check(const t2i_config *c) {
         if (c->image_size != c->unet.sample_size || c->unet.in_channels != 3 || c->unet.out_channels != 3)
             return err_set("model config: a shapes model draws RGB at sample_size (image_size %d, sample_size %d, channels %d/%d)",
                            c->image_size, c->unet.sample_size, c->unet.in_channels, c->unet.out_channels);
+    } else {
+        const vae_config *v = &c->vae;
+        if (vae_config_check(v)) return err_wrap("model config: vae");
+        if (c->unet.in_channels != v->latent_channels || c->unet.out_channels != v->latent_channels)
+            return err_set("model config: unet in/out_channels %d/%d != vae latent_channels %d",
+                           c->unet.in_channels, c->unet.out_channels, v->latent_channels);
+        if (v->out_channels != 3)
+            return err_set("model config: vae out_channels %d is not 3 (RGB)", v->out_channels);
+        if (c->image_size != c->unet.sample_size << (v->n_levels - 1))
+            return err_set("model config: image_size %d != unet sample_size %d x the vae's factor %d",
+                           c->image_size, c->unet.sample_size, 1 << (v->n_levels - 1));
     }
     return 0;
 }
@@ -69,6 +80,14 @@ int t2i_build(t2i_model *m, unet_train_mode mode, const lora_config *lora) {
         unet_build(&m->unet, &c.unet, mode, lora)) {
         t2i_free(m);
         return -1;
+    }
+    if (!strcmp(c.world, "sd")) {
+        m->vae = calloc(1, sizeof *m->vae);
+        CHECK(m->vae);
+        if (vae_build(m->vae, &c.vae)) {
+            t2i_free(m);
+            return -1;
+        }
     }
     return 0;
 }
@@ -87,6 +106,9 @@ void t2i_free(t2i_model *m) {
     m->ctx = m->pooled = NULL;
     m->acts_B = 0;
     clip_tokenizer_free(&m->clip);
+    if (m->vae) vae_free(m->vae);
+    free(m->vae);
+    m->vae = NULL;
 }
 
 // ---- directories ----
@@ -249,6 +271,7 @@ int bundle_read_config(const char *dir, t2i_config *c) {
     struct stat st;
     if (stat(dir, &st)) return err_set("model %s: %s", dir, err_errno_string());
     if (!S_ISDIR(st.st_mode)) return err_set("model %s: not a directory", dir);
+    if (sd_is_pipeline(dir)) return sd_read_config(dir, c);
     char path[8192], *text = NULL;
     t2i_config t;
     t2i_config_shapes(&t);  // sampling defaults for keys a scheduler config leaves out
@@ -306,6 +329,7 @@ int bundle_load(t2i_model *m, const char *dir, unet_train_mode mode, const lora_
     int rc = unet_load(&m->unet, path, PARAM_BASE);
     snprintf(path, sizeof path, "%s/text_encoder/model.safetensors", dir);
     if (!rc) rc = text_encoder_load(&m->te, path);
+    if (!rc && m->vae) rc = sd_load_parts(m, dir);
     if (rc) t2i_free(m);
     return rc;
 }

@@ -14,6 +14,9 @@
 // A bundle is written atomically: into "<dir>.tmp.<pid>", every file fsync'd, the
 // directory fsync'd, then renamed over <dir> (an old <dir> is moved aside first and
 // removed after). Loading errors name the file and the key or tensor.
+//
+// World "sd" loads a Stable Diffusion 1.x / 2.x pipeline folder as diffusers saves it
+// (sd_load.c): model_index.json instead of selma.json, plus vae/ and a CLIP tokenizer/.
 #ifndef SELMA_MODELS_BUNDLE_H
 #define SELMA_MODELS_BUNDLE_H
 
@@ -25,6 +28,7 @@
 #include "models/schedule.h"
 #include "models/text_encoder.h"
 #include "models/unet.h"
+#include "models/vae.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,6 +46,7 @@ typedef struct t2i_config {
     // Sampling defaults stored in the scheduler config (diffusers' names).
     timestep_spacing spacing;
     int steps_offset, set_alpha_to_one;
+    vae_config vae;               // sd only: image_size = unet sample_size * 2^(levels - 1)
 } t2i_config;
 
 typedef struct t2i_model {
@@ -54,6 +59,7 @@ typedef struct t2i_model {
     float *pooled;      // (acts_B, C) their pooled vectors (class_embed_dim > 0 only)
     clip_tokenizer clip; // world "sd": tokenizer/ by clip_tokenizer_load, after t2i_build
                          // (which clears the model); freed by t2i_free
+    vae *vae;           // sd only (built by t2i_build from cfg.vae), else NULL
 } t2i_model;
 
 // The shapes world's base model (NOTES.md recipe B: cosine betas, v-prediction),
@@ -72,8 +78,22 @@ void t2i_free(t2i_model *m);
 int bundle_save(const t2i_model *m, const char *dir, const char *training_json);
 // Reads the configs, builds (mode as t2i_build) and loads the weights.
 int bundle_load(t2i_model *m, const char *dir, unet_train_mode mode, const lora_config *lora);
-// Reads only the configs.
+// Reads only the configs. Both also read an sd pipeline folder (sd_is_pipeline).
 int bundle_read_config(const char *dir, t2i_config *c);
+
+// Stable Diffusion pipeline folders (sd_load.c). model_index.json must name
+// UNet2DConditionModel, CLIPTextModel, AutoencoderKL and CLIPTokenizer(Fast) for unet,
+// text_encoder, vae and tokenizer; any scheduler class is accepted, as only its noise
+// schedule and spacing keys are read (SD 1.5 ships PNDMScheduler; selma samples with its
+// own DDIM or Euler). SD 2's penultimate text layer needs nothing here: diffusers'
+// converted SD 2 text encoders already have num_hidden_layers 23 of OpenCLIP's 24 and
+// the pipeline uses their last_hidden_state (final layer norm applied), as selma does
+// with clip_skip 0.
+int sd_is_pipeline(const char *dir);  // 1: model_index.json and no selma.json
+int sd_read_config(const char *dir, t2i_config *c);
+// The VAE's weights and the tokenizer, after the UNet and text encoder (bundle_load
+// loads an sd folder with it).
+int sd_load_parts(t2i_model *m, const char *dir);
 // 64-bit FNV-1a over the bytes of the two weight files, as 16 hex digits: names the
 // generator of a dataset. hex must hold 17 bytes.
 int bundle_hash(const char *dir, char *hex, size_t n);
@@ -104,6 +124,13 @@ void t2i_pool_backward(const t2i_model *m, const int *ids, const float *dpooled,
 // be frozen or its training activations are replaced.
 int t2i_sample(t2i_model *m, const sampler_opts *o, const char *const *prompts, int n,
                const uint64_t *seeds, uint8_t *rgb);
+// The same as floats: img (n, 3, image_size, image_size), nominally [-1, 1], not
+// clamped. latents: NULL (noise from seeds) or (n, in_channels, S, S) initial noise at
+// unit scale (diffusers' `latents` argument; seeds may then be NULL when eta is 0).
+// shapes: img is the sample itself; sd: the sampled latents (n, 4, H/f, W/f) go
+// through the VAE decoder (divided by its scaling_factor first).
+int t2i_sample_float(t2i_model *m, const sampler_opts *o, const char *const *prompts, int n,
+                     const uint64_t *seeds, const float *latents, float *img);
 // Sampler options from the bundle's scheduler config plus the caller's choices.
 void t2i_sampler_opts(const t2i_model *m, sampler_kind kind, int steps, double guidance,
                       sampler_opts *o);

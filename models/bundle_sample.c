@@ -1,6 +1,6 @@
 // Sampling images from a model bundle: tokenize, encode the prompts once (and the
-// empty prompt for guidance), run the sampler with the UNet as its denoiser, map
-// pixels from [-1, 1] to uint8 (see bundle.h).
+// empty prompt for guidance), run the sampler with the UNet as its denoiser, decode
+// latents with the VAE (sd), map pixels from [-1, 1] to uint8 (see bundle.h).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,17 +86,27 @@ static int ensure_acts(t2i_model *m, int rows) {
     return 0;
 }
 
-int t2i_sample(t2i_model *m, const sampler_opts *o, const char *const *prompts, int n,
-               const uint64_t *seeds, uint8_t *rgb) {
+// sd: the VAE's activations for n images at image_size (kept while large enough).
+static int ensure_vae_acts(t2i_model *m, int n) {
+    vae *v = m->vae;
+    int H = m->cfg.image_size;
+    if (v->acts.base && v->B >= n && v->H == H && v->W == H) return 0;
+    return vae_alloc_activations(v, n, H, H);
+}
+
+int t2i_sample_float(t2i_model *m, const sampler_opts *o, const char *const *prompts, int n,
+                     const uint64_t *seeds, const float *latents, float *img) {
     const t2i_config *c = &m->cfg;
     int T = c->te.max_tokens, rows = o->cfg ? 2 * n : n, S = c->unet.sample_size;
-    int ch = c->unet.out_channels;
+    int ch = c->unet.out_channels, sd = m->vae != NULL;
     if (n < 1) return err_set("sample: %d images", n);
-    if (ensure_acts(m, rows)) return -1;
+    if (ensure_acts(m, rows) || (sd && ensure_vae_acts(m, n))) return -1;
+    size_t nx = (size_t)n * ch * S * S;
     int *ids = malloc((size_t)rows * T * sizeof(int));
     const char **texts = malloc((size_t)rows * sizeof(char *));
-    float *x = malloc((size_t)n * ch * S * S * sizeof(float));
+    float *x = sd ? malloc(nx * sizeof(float)) : img;  // shapes: the sample is the image
     CHECK(ids && texts && x);
+    if (latents) memcpy(x, latents, nx * sizeof(float));
     // diffusers' order: unconditional rows first, then the conditional ones.
     for (int i = 0; i < rows; i++) texts[i] = o->cfg && i < n ? "" : prompts[o->cfg ? i - n : i];
     int rc = t2i_tokenize(m, texts, rows, ids);
@@ -104,20 +114,33 @@ int t2i_sample(t2i_model *m, const sampler_opts *o, const char *const *prompts, 
     if (!rc) {
         memcpy(m->ctx, m->te.acts.out, (size_t)rows * T * c->te.width * sizeof(float));
         t2i_pool(m, ids, m->ctx, rows, m->pooled);
-        rc = sampler_run(o, &m->sched, denoise, m, n, ch * S * S, seeds, x);
+        rc = latents ? sampler_run_from(o, &m->sched, denoise, m, n, ch * S * S, seeds, x)
+                     : sampler_run(o, &m->sched, denoise, m, n, ch * S * S, seeds, x);
     }
+    if (!rc && sd) rc = vae_decode(m->vae, x, n, img);
+    free(ids);
+    free(texts);
+    if (sd) free(x);
+    return rc;
+}
+
+int t2i_sample(t2i_model *m, const sampler_opts *o, const char *const *prompts, int n,
+               const uint64_t *seeds, uint8_t *rgb) {
+    int S = m->cfg.image_size;
+    if (n < 1) return err_set("sample: %d images", n);
+    float *img = malloc((size_t)n * 3 * S * S * sizeof(float));
+    CHECK(img);
+    int rc = t2i_sample_float(m, o, prompts, n, seeds, NULL, img);
     // NCHW floats in [-1, 1] -> HWC bytes.
     for (int b = 0; b < n && !rc; b++)
         for (int y = 0; y < S; y++)
             for (int xx = 0; xx < S; xx++)
                 for (int k = 0; k < 3; k++) {
-                    float v = x[(((size_t)b * ch + (k < ch ? k : 0)) * S + y) * S + xx];
+                    float v = img[(((size_t)b * 3 + k) * S + y) * S + xx];
                     float p = roundf((v + 1.0f) * 127.5f);
                     p = p != p ? 0 : p < 0 ? 0 : p > 255 ? 255 : p;
                     rgb[(((size_t)b * S + y) * S + xx) * 3 + k] = (uint8_t)p;
                 }
-    free(ids);
-    free(texts);
-    free(x);
+    free(img);
     return rc;
 }

@@ -130,9 +130,11 @@ static int guided(const sampler_opts *o, denoise_fn model, void *ctx, const floa
     return 0;
 }
 
-int sampler_run(const sampler_opts *o, const noise_schedule *s, denoise_fn model, void *ctx,
-                int B, int n, const uint64_t *seeds, float *x) {
+// draw: the initial noise from seeds, else x's own scaled by init_noise_sigma.
+static int run(const sampler_opts *o, const noise_schedule *s, denoise_fn model, void *ctx,
+               int B, int n, const uint64_t *seeds, float *x, int draw) {
     if (sampler_check(o, s)) return -1;
+    if (!seeds && (draw || o->eta > 0)) return err_set("sampler: no seeds for the noise");
     if (B < 1 || n < 1) return err_set("sampler: %d images of %d values", B, n);
     const size_t bn = (size_t)B * n;
     const int steps = o->steps;
@@ -147,8 +149,9 @@ int sampler_run(const sampler_opts *o, const noise_schedule *s, denoise_fn model
     double *sigmas = ts + steps, init_sigma = 1;
     int rc = sampler_timesteps(o, s, ts);
     if (!rc && o->kind == SAMPLER_EULER) rc = sampler_euler_sigmas(o, s, sigmas, &init_sigma);
-    for (int b = 0; b < B && !rc; b++)
+    for (int b = 0; b < B && !rc && draw; b++)
         rng_fill_normal(x + (size_t)b * n, (size_t)n, seeds[b], 0, 0, 0, (float)init_sigma);
+    for (size_t k = 0; k < bn && !rc && !draw; k++) x[k] *= (float)init_sigma;
 
     for (int i = 0; i < steps && !rc; i++) {
         if (o->kind == SAMPLER_DDIM) {
@@ -173,4 +176,14 @@ int sampler_run(const sampler_opts *o, const noise_schedule *s, denoise_fn model
     free(buf);
     free(ts);
     return rc;
+}
+
+int sampler_run(const sampler_opts *o, const noise_schedule *s, denoise_fn model, void *ctx,
+                int B, int n, const uint64_t *seeds, float *x) {
+    return run(o, s, model, ctx, B, n, seeds, x, 1);
+}
+
+int sampler_run_from(const sampler_opts *o, const noise_schedule *s, denoise_fn model, void *ctx,
+                     int B, int n, const uint64_t *seeds, float *x) {
+    return run(o, s, model, ctx, B, n, seeds, x, 0);
 }

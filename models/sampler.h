@@ -90,6 +90,11 @@ void euler_step(prediction_type pred, double sigma, double sigma_next, const flo
 // when the model fails.
 int sampler_run(const sampler_opts *o, const noise_schedule *s, denoise_fn model, void *ctx,
                 int B, int n, const uint64_t *seeds, float *x);
+// The same from given initial noise: x (B, n) holds it at unit scale on entry (it is
+// multiplied by init_noise_sigma, as diffusers' prepare_latents does with `latents`).
+// seeds are used only for DDIM's eta noise and may be NULL when eta is 0.
+int sampler_run_from(const sampler_opts *o, const noise_schedule *s, denoise_fn model, void *ctx,
+                     int B, int n, const uint64_t *seeds, float *x);
 
 #ifdef __cplusplus
 }
