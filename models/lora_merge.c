@@ -393,6 +393,12 @@ int lora_merge(const lora_set *experts, int n, const double *weights, const lora
             if (!lora_set_find(out, experts[e].mods[i].name))
                 rc = merge_module(out, experts[e].mods[i].name, experts, n, w, &o, ps);
     if (!rc && total == 0) rc = err_set("lora_merge: the experts have no modules");
+    // A 1x1 convolution's adapter stays one (saved 4-D, as PEFT's Conv2d layers expect).
+    for (int i = 0; i < out->n && !rc; i++)
+        for (int e = 0; e < n; e++) {
+            const lora_module *m = lora_set_find(&experts[e], out->mods[i].name);
+            out->mods[i].conv1x1 |= m && m->conv1x1;
+        }
     if (!rc) rc = write_meta(out, experts, n, w, &o);
     free(ps);
     free(w);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/lora_diffusers.h"
 #include "runtime/error.h"
 
 #define PEFT_PREFIX "unet."
@@ -61,7 +62,8 @@ lora_module *lora_set_add(lora_set *s, const char *name, int rank, int in, int o
 }
 
 static int managed_key(const char *key) {
-    return !strcmp(key, "lora_rank") || !strcmp(key, "lora_alpha") || !strcmp(key, "lora_alpha_pattern");
+    return !strcmp(key, "lora_rank") || !strcmp(key, "lora_alpha") || !strcmp(key, "lora_alpha_pattern") ||
+           !strcmp(key, LORA_DIFFUSERS_META);
 }
 
 const char *lora_set_meta_get(const lora_set *s, const char *key) {
@@ -191,10 +193,19 @@ int lora_file_alpha(const st_file *f, const char *module, int rank, double *alph
         cJSON_Delete(j);
         if (found && !ok)
             return err_set("%s: __metadata__ lora_alpha_pattern: '%s' is not a positive number", f->name, module);
-        if (found) return 0;
+        pat = found ? pat : NULL;
     }
-    if (g && parse_positive(g, alpha))
+    if (!pat && g && parse_positive(g, alpha))
         return err_set("%s: __metadata__ lora_alpha '%s' is not a positive number", f->name, g);
+    // diffusers' own record: the only one in a file diffusers wrote; in one selma wrote,
+    // it must agree, or diffusers would apply another scale than selma.
+    double d = rank;
+    int found;
+    if (lora_diffusers_alpha(f, module, rank, &found, &d)) return -1;
+    if (found && (pat || g) && fabs(d - *alpha) > 1e-6 * *alpha)
+        return err_set("%s: module '%s': alpha %g from lora_alpha%s, but %g in __metadata__ %s", f->name, module,
+                       *alpha, pat ? "_pattern" : "", d, LORA_DIFFUSERS_META);
+    if (found) *alpha = d;
     return 0;
 }
 
@@ -269,6 +280,7 @@ static int load_module(lora_set *s, const st_file *f, const pending *p) {
     lora_module *m = lora_set_add(s, p->name, (int)p->a->shape[0], (int)p->a->shape[1], (int)p->b->shape[0],
                                   (float)alpha);
     if (!m) return err_wrap("%s: tensor '%s'", f->name, p->a->name);
+    m->conv1x1 = p->a->ndim == 4;
     size_t na = (size_t)m->rank * m->in, nb = (size_t)m->out * m->rank;
     if (st_tensor_to_f32(f, p->a, m->A, na) || st_tensor_to_f32(f, p->b, m->B, nb)) return -1;
     for (size_t i = 0; i < na + nb; i++)
@@ -324,6 +336,20 @@ static int cmp_name_ptr(const void *x, const void *y) {
     return strcmp((*(const lora_module *const *)x)->name, (*(const lora_module *const *)y)->name);
 }
 
+// diffusers' own record of ranks and alphas (lora_diffusers.h): without it diffusers
+// would apply scale 1 to every module.
+static int write_diffusers_meta(st_writer *w, const lora_module **order, int n) {
+    const char **names = malloc((size_t)n * sizeof *names);
+    int *ranks = malloc((size_t)n * sizeof *ranks);
+    double *alphas = malloc((size_t)n * sizeof *alphas);
+    CHECK(names && ranks && alphas);
+    for (int i = 0; i < n; i++) names[i] = order[i]->name, ranks[i] = order[i]->rank, alphas[i] = order[i]->alpha;
+    char *txt = lora_diffusers_meta_json(names, ranks, alphas, n);
+    int rc = st_writer_set_meta(w, LORA_DIFFUSERS_META, txt);
+    free(txt), free(names), free(ranks), free(alphas);
+    return rc;
+}
+
 // lora_rank when uniform; lora_alpha when uniform, else lora_alpha_pattern (PEFT form).
 static int write_rank_alpha(st_writer *w, const lora_module **order, int n, int with_alpha) {
     int same_rank = 1, same_alpha = 1;
@@ -340,27 +366,32 @@ static int write_rank_alpha(st_writer *w, const lora_module **order, int n, int 
     if (rc || !with_alpha) return rc;
     if (same_alpha) {
         snprintf(buf, sizeof buf, "%.9g", (double)order[0]->alpha);
-        return st_writer_set_meta(w, "lora_alpha", buf);
+        rc = st_writer_set_meta(w, "lora_alpha", buf);
+    } else {
+        cJSON *j = cJSON_CreateObject();
+        CHECK(j);
+        for (int i = 0; i < n; i++) CHECK(cJSON_AddNumberToObject(j, order[i]->name, (double)order[i]->alpha));
+        char *txt = cJSON_PrintUnformatted(j);
+        CHECK(txt);
+        rc = st_writer_set_meta(w, "lora_alpha_pattern", txt);
+        free(txt);
+        cJSON_Delete(j);
     }
-    cJSON *j = cJSON_CreateObject();
-    CHECK(j);
-    for (int i = 0; i < n; i++) CHECK(cJSON_AddNumberToObject(j, order[i]->name, (double)order[i]->alpha));
-    char *txt = cJSON_PrintUnformatted(j);
-    CHECK(txt);
-    rc = st_writer_set_meta(w, "lora_alpha_pattern", txt);
-    free(txt);
-    cJSON_Delete(j);
-    return rc;
+    return rc ? rc : write_diffusers_meta(w, order, n);
 }
 
-static int add_module(st_writer *w, const lora_module *m, lora_format fmt, const char *path) {
+// kohya_B, kohya_alpha: B and alpha to write in the kohya form, or NULL for m->B and
+// m->alpha (see lora_set_save); they must live until the writer saves.
+static int add_module(st_writer *w, const lora_module *m, lora_format fmt, const char *path, const float *kohya_B,
+                      const float *kohya_alpha) {
     char key[LORA_NAME_MAX + 64], joined[LORA_NAME_MAX], back[LORA_NAME_MAX];
-    int64_t as[2] = {m->rank, m->in}, bs[2] = {m->out, m->rank};
+    int64_t as[4] = {m->rank, m->in, 1, 1}, bs[4] = {m->out, m->rank, 1, 1};
+    int nd = m->conv1x1 ? 4 : 2;
     if (fmt == LORA_FORMAT_PEFT) {
         snprintf(key, sizeof key, PEFT_PREFIX "%s.lora_A.weight", m->name);
-        int rc = st_writer_add(w, key, ST_F32, 2, as, m->A);
+        int rc = st_writer_add(w, key, ST_F32, nd, as, m->A);
         snprintf(key, sizeof key, PEFT_PREFIX "%s.lora_B.weight", m->name);
-        return rc ? rc : st_writer_add(w, key, ST_F32, 2, bs, m->B);
+        return rc ? rc : st_writer_add(w, key, ST_F32, nd, bs, m->B);
     }
     kohya_encode(m->name, joined, sizeof joined);
     lora_kohya_decode(joined, back, sizeof back);
@@ -368,11 +399,11 @@ static int add_module(st_writer *w, const lora_module *m, lora_format fmt, const
         return err_set("%s: module '%s' has no kohya name that reads back as itself (it would be '%s')",
                        path, m->name, back);
     snprintf(key, sizeof key, KOHYA_PREFIX "%s.lora_down.weight", joined);
-    int rc = st_writer_add(w, key, ST_F32, 2, as, m->A);
+    int rc = st_writer_add(w, key, ST_F32, nd, as, m->A);
     snprintf(key, sizeof key, KOHYA_PREFIX "%s.lora_up.weight", joined);
-    if (!rc) rc = st_writer_add(w, key, ST_F32, 2, bs, m->B);
+    if (!rc) rc = st_writer_add(w, key, ST_F32, nd, bs, kohya_B ? kohya_B : m->B);
     snprintf(key, sizeof key, KOHYA_PREFIX "%s.alpha", joined);
-    return rc ? rc : st_writer_add(w, key, ST_F32, 0, NULL, &m->alpha);
+    return rc ? rc : st_writer_add(w, key, ST_F32, 0, NULL, kohya_B ? kohya_alpha : &m->alpha);
 }
 
 int lora_set_save(const lora_set *s, const char *path, lora_format fmt) {
@@ -386,8 +417,26 @@ int lora_set_save(const lora_set *s, const char *path, lora_format fmt) {
     st_writer_init(&w);
     int rc = write_rank_alpha(&w, order, s->n, fmt == LORA_FORMAT_PEFT);
     for (int i = 0; i < s->n_meta && !rc; i++) rc = st_writer_set_meta(&w, s->meta[i].key, s->meta[i].value);
-    for (int i = 0; i < s->n && !rc; i++) rc = add_module(&w, order[i], fmt, path);
+    // diffusers (0.42.1) reads kohya .alpha tensors right only when all are equal: it
+    // keys the differing ones by names no module has, and they fall back to the most
+    // common alpha. So the kohya form gets one alpha, the first module's, and a module
+    // with another alpha has its scale moved into B: alpha0 / r * (B alpha / alpha0) A.
+    int same_alpha = 1;
+    for (int i = 1; i < s->n; i++) same_alpha &= order[i]->alpha == order[0]->alpha;
+    float alpha0 = order[0]->alpha, **scaled = calloc((size_t)s->n, sizeof *scaled);
+    CHECK(scaled);
+    for (int i = 0; i < s->n && !rc; i++) {
+        const lora_module *m = order[i];
+        if (fmt == LORA_FORMAT_KOHYA && !same_alpha && m->alpha != alpha0) {
+            size_t nb = (size_t)m->out * m->rank;
+            CHECK(scaled[i] = malloc(nb * sizeof **scaled));
+            for (size_t k = 0; k < nb; k++) scaled[i][k] = (float)((double)m->B[k] * m->alpha / alpha0);
+        }
+        rc = add_module(&w, m, fmt, path, scaled[i], &alpha0);  // the writer keeps pointers
+    }
     if (!rc) rc = st_writer_save(&w, path);
+    for (int i = 0; i < s->n; i++) free(scaled[i]);
+    free(scaled);
     st_writer_free(&w);
     free(order);
     return rc ? err_wrap("lora_set_save %s", path) : 0;

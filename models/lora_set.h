@@ -10,7 +10,7 @@
 //     lora_unet_<module_>.lora_up.weight (out, rank)
 //     lora_unet_<module_>.alpha             scalar
 // A and B may also be (rank, in, 1, 1) / (out, rank, 1, 1) (PEFT's 1x1 Conv2d
-// adapters); they are held and written as 2-D, the UNet's convention.
+// adapters); they are held as 2-D, the UNet's convention, and written back 4-D.
 //
 // Rank and alpha in the PEFT form (__metadata__, all values strings):
 //   lora_rank           the rank of every module; written only when all share one,
@@ -20,7 +20,14 @@
 //                       instead of lora_alpha when alphas differ (a merge that gives
 //                       modules different ranks); PEFT's LoraConfig.alpha_pattern with
 //                       full module names
-// A module's alpha is its pattern entry, else lora_alpha, else its rank (scale 1).
+//   lora_adapter_metadata  diffusers' record (models/lora_diffusers.h): LoraConfig's r,
+//                       lora_alpha, rank_pattern, alpha_pattern, "unet."-prefixed; the
+//                       PEFT form is written with it so that diffusers applies the same
+//                       scales (without it diffusers uses scale 1); the kohya form never
+//                       (diffusers refuses a kohya file with it: the .alpha tensors rule)
+// A module's alpha is its pattern entry, else lora_alpha, else lora_adapter_metadata's
+// (PEFT's rules), else its rank (scale 1). When lora_adapter_metadata and the selma keys
+// are both present they must agree.
 // In the kohya form every module carries its .alpha tensor, which wins over metadata.
 // Other metadata (lora_targets, merge provenance) is kept as strings, in file order.
 #ifndef SELMA_MODELS_LORA_SET_H
@@ -40,6 +47,9 @@ typedef struct lora_module {
     char name[LORA_NAME_MAX];  // "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"
     int rank, in, out;
     float alpha;               // scale = alpha / rank
+    int conv1x1;               // adapts a 1x1 convolution (SD1's proj_in / proj_out): saved
+                               // as (rank, in, 1, 1) / (out, rank, 1, 1), the shapes of
+                               // PEFT's Conv2d LoRA layers, which refuse 2-D factors
     float *A;                  // (rank, in)
     float *B;                  // (out, rank); one allocation with A
 } lora_module;
@@ -47,7 +57,8 @@ typedef struct lora_module {
 typedef struct lora_set {
     lora_module *mods;
     int n, cap;
-    st_meta *meta;             // metadata other than lora_rank / lora_alpha / lora_alpha_pattern
+    st_meta *meta;             // metadata other than lora_rank / lora_alpha / lora_alpha_pattern /
+                               // lora_adapter_metadata (derived from the modules on save)
     int n_meta, cap_meta;
 } lora_set;
 
@@ -70,7 +81,10 @@ const char *lora_set_meta_get(const lora_set *s, const char *key);  // NULL if a
 // numeric dtype are converted to f32. Modules come sorted by name.
 int lora_set_load(lora_set *s, const char *path);
 // Atomic. -1 with a message on an empty set or, for kohya, a module name that would
-// not read back as itself (see lora_kohya_decode).
+// not read back as itself (see lora_kohya_decode). The kohya form carries one alpha
+// (the first module's by name) when the set's alphas differ, a module's own scale
+// moved into its B (diffusers 0.42.1 misreads differing .alpha tensors): it reads back
+// with the same A and deltas, B and alpha changed by float rounding of B alpha / alpha0.
 int lora_set_save(const lora_set *s, const char *path, lora_format fmt);
 
 // out (out, in) += weight * alpha / rank * B A, in double.

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/lora_diffusers.h"
 #include "models/lora_set.h"
 #include "models/param_file.h"
 #include "models/unet.h"
@@ -40,6 +41,27 @@ static void file_name(char *buf, const unet_param *p) {
     snprintf(buf, UNET_NAME_MAX + 8, "%s%s", p->kind == PARAM_LORA ? LORA_PREFIX : "", p->name);
 }
 
+// The same rank and alpha in diffusers' lora_adapter_metadata, which diffusers reads
+// (without it, it would apply scale 1 whatever the alpha).
+static int save_diffusers_meta(const unet *m, st_writer *w) {
+    const char *sa = ".lora_A.weight", **names = malloc((size_t)m->params.n * sizeof *names);
+    char (*buf)[UNET_NAME_MAX] = malloc((size_t)m->params.n * sizeof *buf);
+    int *ranks = malloc((size_t)m->params.n * sizeof *ranks), n = 0;
+    double *alphas = malloc((size_t)m->params.n * sizeof *alphas);
+    CHECK(names && buf && ranks && alphas);
+    for (int i = 0; i < m->params.n; i++) {
+        const unet_param *p = &m->params.items[i];
+        size_t nl = strlen(p->name), sl = strlen(sa);
+        if (p->kind != PARAM_LORA || nl <= sl || strcmp(p->name + nl - sl, sa)) continue;
+        snprintf(buf[n], UNET_NAME_MAX, "%.*s", (int)(nl - sl), p->name);
+        names[n] = buf[n], ranks[n] = m->params.lora.rank, alphas[n] = m->params.lora.alpha, n++;
+    }
+    char *txt = lora_diffusers_meta_json(names, ranks, alphas, n);
+    int rc = st_writer_set_meta(w, LORA_DIFFUSERS_META, txt);
+    free(txt), free(names), free(buf), free(ranks), free(alphas);
+    return rc;
+}
+
 int unet_save(const unet *m, const char *path, param_kind kind) {
     st_writer w;
     st_writer_init(&w);
@@ -61,6 +83,7 @@ int unet_save(const unet *m, const char *path, param_kind kind) {
         snprintf(buf, sizeof buf, "%.9g", (double)l->alpha);
         if (!rc) rc = st_writer_set_meta(&w, "lora_alpha", buf);
         if (!rc) rc = st_writer_set_meta(&w, "lora_targets", l->targets);
+        if (!rc) rc = save_diffusers_meta(m, &w);
     }
     if (!rc) rc = st_writer_save(&w, path);
     st_writer_free(&w);

