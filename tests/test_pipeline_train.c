@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "models/train.h"
+#include "tests/tiny_t2i.h"
 #include "runtime/error.h"
 #include "runtime/fileio.h"
 #include "runtime/rng.h"
@@ -19,15 +20,7 @@
 #define S 16
 
 static void tiny(t2i_model *m, uint64_t base_seed) {
-    t2i_config_shapes(&m->cfg);
-    t2i_config *c = &m->cfg;
-    c->image_size = S;
-    c->unet = (unet_config){.in_channels = 3, .out_channels = 3, .n_levels = 2,
-                            .block_out_channels = {16, 32}, .layers_per_block = 1,
-                            .cross_attn = {0, 1}, .num_heads = {2, 2}, .cross_attention_dim = 32,
-                            .norm_num_groups = 4, .norm_eps = 1e-5f, .flip_sin_to_cos = 1,
-                            .sample_size = S};
-    c->te.width = 32, c->te.layers = 1, c->te.heads = 2, c->te.mlp_width = 64;
+    tiny_t2i_config(&m->cfg, S);
     lora_config l = {.rank = 4, .alpha = 4, .targets = "to_q,to_k,to_v,to_out.0"};
     CHECK(t2i_build(m, UNET_TRAIN_LORA, &l) == 0);
     t2i_init_random(m, base_seed);  // the "pretrained" base: random, fixed

@@ -18,6 +18,7 @@
 #include "data/prompt_parse.h"
 #include "data/render.h"
 #include "models/bundle.h"
+#include "tests/tiny_t2i.h"
 #include "models/lora_fold.h"
 #include "models/train.h"
 #include "runtime/error.h"
@@ -31,14 +32,7 @@
 static char tmpdir[64];
 
 static void tiny_config(t2i_config *c) {
-    t2i_config_shapes(c);
-    c->image_size = S;
-    c->unet = (unet_config){.in_channels = 3, .out_channels = 3, .n_levels = 2,
-                            .block_out_channels = {16, 32}, .layers_per_block = 1,
-                            .cross_attn = {0, 1}, .num_heads = {2, 2}, .cross_attention_dim = 32,
-                            .norm_num_groups = 4, .norm_eps = 1e-5f, .flip_sin_to_cos = 1,
-                            .sample_size = S};
-    c->te.width = 32, c->te.layers = 1, c->te.heads = 2, c->te.mlp_width = 64;
+    tiny_t2i_config(c, S);
 }
 
 // B pretraining items rendered at 32x32 and averaged down to 16x16, in [-1, 1].

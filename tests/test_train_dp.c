@@ -17,6 +17,7 @@
 
 #include "check.h"
 #include "models/bundle.h"
+#include "tests/tiny_t2i.h"
 #include "models/train.h"
 #include "runtime/checksum.h"
 #include "runtime/comm.h"
@@ -32,14 +33,7 @@
 static comm *world;
 
 static void tiny_config(t2i_config *c) {
-    t2i_config_shapes(c);
-    c->image_size = S;
-    c->unet = (unet_config){.in_channels = 3, .out_channels = 3, .n_levels = 2,
-                            .block_out_channels = {16, 32}, .layers_per_block = 1,
-                            .cross_attn = {0, 1}, .num_heads = {2, 2}, .cross_attention_dim = 32,
-                            .norm_num_groups = 4, .norm_eps = 1e-5f, .flip_sin_to_cos = 1,
-                            .sample_size = S};
-    c->te.width = 32, c->te.layers = 1, c->te.heads = 2, c->te.mlp_width = 64;
+    tiny_t2i_config(c, S);
 }
 
 static const char *const captions[] = {
