@@ -107,10 +107,10 @@ void questions_tifa(const scene_graph *g, question_set *qs) {
             q = q_add(qs, kind, i, -1, v);
             q->n_choices = kind == QUESTION_COLOR ? COLOR_OBJECT_COUNT : 2;
             q->answer = v;
-            snprintf(q->text, sizeof q->text, kind == QUESTION_COLOR ? "What color is the %s?"
-                                              : kind == QUESTION_SIZE ? "What size is the %s?"
-                                                                      : "Is the %s filled or outlined?",
-                     noun(e));
+            const char *be = e->count > 1 ? "are" : "is";
+            if (kind == QUESTION_COLOR) snprintf(q->text, sizeof q->text, "What color %s the %s?", be, noun(e));
+            else if (kind == QUESTION_SIZE) snprintf(q->text, sizeof q->text, "What size %s the %s?", be, noun(e));
+            else snprintf(q->text, sizeof q->text, "%s the %s filled or outlined?", e->count > 1 ? "Are" : "Is", noun(e));
         }
         if (e->count_stated || e->count > 1) {
             q = q_add(qs, QUESTION_COUNT, i, -1, e->count);

@@ -83,12 +83,8 @@ typedef struct gen_opts {
 // "FILE" or "FILE:W" (the weight is the part after the last colon when it is a number).
 static int parse_lora(char *arg, gen_opts *g) {
     if (g->n_lora == MAX_LORAS) return err_set("--lora: at most %d files", MAX_LORAS);
-    float w = 1;
-    char *colon = strrchr(arg, ':'), *end;
-    if (colon) {
-        double x = strtod(colon + 1, &end);
-        if (colon[1] && !*end) w = (float)x, *colon = 0;
-    }
+    float w;
+    lora_arg_split(arg, &w);
     g->lora[g->n_lora] = arg, g->lora_w[g->n_lora++] = w;
     return 0;
 }

@@ -7,6 +7,7 @@
 #include "data/image_io.h"
 #include "experiments/commands.h"
 #include "models/bundle.h"
+#include "models/lora_fold.h"
 #include "runtime/error.h"
 
 static void usage(FILE *f) {
@@ -17,7 +18,8 @@ static void usage(FILE *f) {
             "  --cfg S            guidance scale (default 3; 1 = no guidance)\n"
             "  --seed K           image i uses seed K + i (default 0)\n"
             "  --sampler NAME     ddim or euler (default ddim)\n"
-            "  --scale F          tiles upscaled F times (default 4)\n");
+            "  --scale F          tiles upscaled F times (default 4)\n"
+            "  --lora FILE[:W]    fold a LoRA file in with weight W (default 1); repeatable\n");
 }
 
 static int parse_num(const char *opt, const char *v, double lo, double hi, double *out) {
@@ -34,6 +36,10 @@ static int parse_num(const char *opt, const char *v, double lo, double hi, doubl
 int cmd_sample(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *out = NULL, *sampler = "ddim";
     double n = 8, steps = 20, cfg = 3, seed = 0, scale = 4;
+    enum { MAX_LORAS = 8 };
+    char *lora[MAX_LORAS];
+    float lora_w[MAX_LORAS];
+    int n_lora = 0;
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];
         if (!strcmp(k, "--help") || !strcmp(k, "-h")) { usage(stdout); return 0; }
@@ -53,6 +59,15 @@ int cmd_sample(int argc, char **argv) {
         else if (!strcmp(k, "--cfg")) bad = parse_num(k, v, 0, 100, &cfg);
         else if (!strcmp(k, "--seed")) bad = parse_num(k, v, 0, 9e15, &seed);
         else if (!strcmp(k, "--scale")) bad = parse_num(k, v, 1, 32, &scale);
+        else if (!strcmp(k, "--lora")) {
+            if (n_lora == MAX_LORAS) {
+                fprintf(stderr, "selma sample: --lora: at most %d files\n", MAX_LORAS);
+                return 2;
+            }
+            lora[n_lora] = argv[i];
+            lora_arg_split(lora[n_lora], &lora_w[n_lora]);
+            n_lora++;
+        }
         else {
             fprintf(stderr, "selma sample: unknown option '%s'\n", k);
             usage(stderr);
@@ -75,6 +90,12 @@ int cmd_sample(int argc, char **argv) {
         fprintf(stderr, "selma sample: %s\n", err_msg());
         return 1;
     }
+    for (int i = 0; i < n_lora; i++)
+        if (unet_fold_lora(&m.unet, lora[i], lora_w[i], NULL)) {
+            fprintf(stderr, "selma sample: %s\n", err_msg());
+            t2i_free(&m);
+            return 1;
+        }
     int N = (int)n, S = m.cfg.image_size;
     sampler_opts o;
     t2i_sampler_opts(&m, kind, (int)steps, cfg, &o);

@@ -3,11 +3,13 @@
 #include <cblas.h>
 #include <math.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/image_quality.h"
 #include "data/image_io.h"
@@ -395,6 +397,11 @@ static int run_variant(run_state *rs, const pipeline_variant *v) {
     if (bundle_hash(c->base, base_hash, sizeof base_hash) || bundle_hash(src, src_hash, sizeof src_hash)) return -1;
     sbuf in = {0};
     sb_section(&in, c, "prompts");
+    if (c->prompt_file[0]) {  // the file's bytes, not only its name
+        uint64_t h = 1469598103934665603ull;
+        if (file_fnv1a(c->prompt_file, &h)) return -1;
+        sb_add(&in, "prompts.file_fnv1a = %016llx\n", (unsigned long long)h);
+    }
     stage P, D;
     if (rs->phase == PHASE_TRAIN) {
         if (stage_written(rs, "prompts", &in, &P)) return -1;
@@ -496,8 +503,28 @@ static int run_variant(run_state *rs, const pipeline_variant *v) {
 
 // ---- results ----
 
+// A method's exported test images, linked from <run>/export/<name>/seed<k> (a relative
+// symlink into its eval stage, replaced atomically): one place to hand to the scorers.
+static int link_export(const char *run, const char *name, int k, const char *eval_dir) {
+    char link[4400], tmp[4500], target[4400];
+    struct stat st;
+    snprintf(target, sizeof target, "%s/export", eval_dir);
+    if (stat(target, &st)) return 0;
+    snprintf(link, sizeof link, "%s/export/%s", run, name);
+    if (mkdir_p(link)) return -1;
+    size_t lr = strlen(run);
+    if (strncmp(eval_dir, run, lr) || eval_dir[lr] != '/')
+        return err_set("%s: not inside the run directory %s", eval_dir, run);
+    snprintf(target, sizeof target, "../../%s/export", eval_dir + lr + 1);
+    snprintf(link, sizeof link, "%s/export/%s/seed%d", run, name, k);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", link, (int)getpid());
+    unlink(tmp);
+    if (symlink(target, tmp) || rename(tmp, link)) return err_set("%s: %s", link, strerror(errno));
+    return 1;
+}
+
 static int read_scores(const char *dir, double *dsg, double *tifa, double *kid, double sdsg[SKILL_KINDS],
-                       double stifa[SKILL_KINDS], int has[SKILL_KINDS]) {
+                       double stifa[SKILL_KINDS], int has[SKILL_KINDS], int *scored) {
     char path[4300], *text;
     size_t n;
     snprintf(path, sizeof path, "%s/scores.json", dir);
@@ -505,6 +532,7 @@ static int read_scores(const char *dir, double *dsg, double *tifa, double *kid, 
     cJSON *o = cJSON_Parse(text);
     free(text);
     if (!o) return err_set("%s: not JSON", path);
+    *scored = !cJSON_IsFalse(cJSON_GetObjectItem(o, "scored"));
     *dsg = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "dsg"));
     *tifa = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "tifa"));
     cJSON *k = cJSON_GetObjectItem(o, "kid");
@@ -529,14 +557,20 @@ static int fill_results(run_state *rs) {
         snprintf(m->name, sizeof m->name, "%s", w->name);
         snprintf(m->label, sizeof m->label, "%s", w->label);
         double kid[RESULTS_MAX_SEEDS], sd[SKILL_KINDS][RESULTS_MAX_SEEDS], st[SKILL_KINDS][RESULTS_MAX_SEEDS];
-        int has[SKILL_KINDS] = {0}, nk = 0;
+        int has[SKILL_KINDS] = {0}, nk = 0, scored = 1;
         for (int k = 0; k < w->n_seeds; k++) {
             double a[SKILL_KINDS], b[SKILL_KINDS], q = NAN;
-            if (read_scores(w->eval_dir[k], &m->seed_dsg[k], &m->seed_tifa[k], &q, a, b, has)) return -1;
+            int sc = 1;
+            if (read_scores(w->eval_dir[k], &m->seed_dsg[k], &m->seed_tifa[k], &q, a, b, has, &sc)) return -1;
+            scored &= sc;
             if (q == q) kid[nk++] = q;
             for (int s = 0; s < SKILL_KINDS; s++) sd[s][k] = a[s], st[s][k] = b[s];
+            int e = link_export(rs->run, w->name, k, w->eval_dir[k]);
+            if (e < 0) return -1;
+            m->exported |= e;
         }
         m->n_seeds = w->n_seeds;
+        if (!scored) continue;  // world sd: exported for external TIFA / DSG only
         m->dsg = metric_ci_from(m->seed_dsg, w->n_seeds);
         m->tifa = metric_ci_from(m->seed_tifa, w->n_seeds);
         if (nk) m->quality = metric_ci_from(kid, nk);
@@ -593,6 +627,11 @@ static void print_table(const run_results *r) {
         report_fmt_quality(q, sizeof q, m->quality);
         printf("%-40s %-22s %-22s %s\n", m->name, a, b, q);
     }
+    for (int i = 0; i < r->n_methods; i++)
+        if (r->methods[i].exported) {
+            printf("\nexport bundles (images, prompts, TIFA and DSG questions): %s/export/\n", r->run_dir);
+            break;
+        }
     printf("\n");
 }
 

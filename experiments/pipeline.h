@@ -48,6 +48,7 @@ typedef struct pipeline_cfg {
     char base[1024], image_source[1024];
     // [prompts]
     char skills[128];
+    char prompt_file[1024];  // "": the generators; else "skill<TAB>prompt" lines
     int n_train, n_val, n_test;
     int64_t prompt_seed;
     double threshold;
@@ -69,8 +70,11 @@ typedef struct pipeline_cfg {
     int moe_steps, moe_batch;
     double moe_lr, moe_temperature;
     // [eval]
-    int eval_steps, eval_sampler, eval_batch, eval_quality, n_eval_cfg;
+    int eval_steps, eval_sampler, eval_batch, eval_quality, eval_export, n_eval_cfg;
     float eval_cfg[PIPE_MAX_CFG];
+    // Not a key: the base model's world ("shapes" or "sd"), set by pipeline_load. World
+    // sd has no exact evaluator: its eval stage exports instead of scoring.
+    char world[16];
 } pipeline_cfg;
 
 extern const cfg_field pipeline_fields[];
@@ -105,6 +109,9 @@ int pipeline_run(const char *path, char **overrides, int n_over, long stop_after
 
 // The prompts of every skill in the config, split into <dir>/<skill>.{train,val,test}.txt.
 int stage_prompts(const pipeline_cfg *c, const char *dir);
+// [prompts] file parsed and counted (pipeline_load runs it before any work): errors
+// name the file and line, or the skill with too few distinct prompts.
+int prompt_file_check(const pipeline_cfg *c);
 // Reads one split file: prompts (malloc'd, free each and the array).
 int prompts_read(const char *path, char ***prompts, int *n);
 void prompts_free(char **prompts, int n);
@@ -167,6 +174,15 @@ int merge_files(const char *const *experts, int n, const char *method, int rank,
 int stage_eval(const pipeline_cfg *c, const char *prompts_dir, const char *const *adapters,
                const float *w, int n_adapters, const char *moe_routers, uint64_t seed,
                const char *out_dir);
+
+// The export bundle of one method's test images (experiments/stage_export.c): PNGs,
+// prompts, TIFA- and DSG-format question lists, and manifest.json = `manifest` (a cJSON
+// object the caller made, with counts added; export_bundle deletes it).
+struct cJSON;
+int export_bundle(const char *dir, char **prompts, const int *skills, int n, const uint8_t *rgb, int S,
+                  struct cJSON *manifest);
+// A world without the exact evaluator (sd): scored externally from the export bundle.
+int pipeline_scored(const pipeline_cfg *c);
 
 // Adds every (prompt, image) pair's DSG / TIFA scores to t under its skill.
 void score_images(char **prompts, const int *skills, const uint8_t *rgb, int n, int size,

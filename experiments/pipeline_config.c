@@ -1,9 +1,11 @@
 // The pipeline's config: schema, defaults, [sweep] expansion and the checks made
 // before any work (see pipeline.h).
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "experiments/pipeline.h"
 #include "models/bundle.h"
@@ -27,6 +29,7 @@ const cfg_field pipeline_fields[] = {
     CFG_STRING(P, "model", "base", base, "the model being improved (a bundle directory)"),
     CFG_STRING(P, "model", "image_source", image_source, "the model that draws the training images (empty: base)"),
     CFG_STRING(P, "prompts", "skills", skills, "skills: count, spatial, binding, dense, style"),
+    CFG_STRING(P, "prompts", "file", prompt_file, "prompts from this file (skill<TAB>prompt lines) instead of the generators"),
     CFG_INT(P, "prompts", "n_train", n_train, 1, 100000, "training prompts per skill"),
     CFG_INT(P, "prompts", "n_val", n_val, 0, 100000, "validation prompts per skill (model selection)"),
     CFG_INT(P, "prompts", "n_test", n_test, 1, 100000, "held-out test prompts per skill (the scores)"),
@@ -66,6 +69,7 @@ const cfg_field pipeline_fields[] = {
     CFG_ENUM(P, "eval", "sampler", eval_sampler, samplers, "sampler"),
     CFG_INT(P, "eval", "batch", eval_batch, 1, 4096, "images drawn at once"),
     CFG_BOOL(P, "eval", "quality", eval_quality, "image-quality distance (KID) to ground-truth renders"),
+    CFG_BOOL(P, "eval", "export", eval_export, "also write the export bundle for external TIFA/DSG (world sd: always)"),
 };
 #undef P
 const int pipeline_n_fields = (int)(sizeof pipeline_fields / sizeof pipeline_fields[0]);
@@ -165,13 +169,18 @@ static int check_methods(const pipeline_cfg *c) {
     return 0;
 }
 
-static int is_bundle(const char *dir) {
+static int model_world(const char *dir, char *world, size_t n) {
     t2i_config mc;
-    return bundle_read_config(dir, &mc);
+    if (bundle_read_config(dir, &mc)) return -1;
+    snprintf(world, n, "%s", mc.world);
+    return 0;
 }
 
+int pipeline_scored(const pipeline_cfg *c) { return strcmp(c->world, "sd") != 0; }
+
 // Checks one key cannot: files exist, names are known, combinations are possible.
-static int validate(const pipeline_cfg *c, const origin_ctx *o) {
+// Sets c->world from the base model.
+static int validate(pipeline_cfg *c, const origin_ctx *o) {
     char where[1200];
 #define FAIL(sec, key, ...)                                     \
     do {                                                        \
@@ -183,8 +192,24 @@ static int validate(const pipeline_cfg *c, const origin_ctx *o) {
     int skills[SKILL_KINDS], ns;
     if (pipeline_skills(c, skills, &ns)) FAIL("prompts", "skills", "%s", err_msg());
     if (check_methods(c)) FAIL("run", "methods", "%s", err_msg());
-    if (is_bundle(c->base)) FAIL("model", "base", "%s", err_msg());
-    if (c->image_source[0] && is_bundle(c->image_source)) FAIL("model", "image_source", "%s", err_msg());
+    char src_world[16];
+    if (model_world(c->base, c->world, sizeof c->world)) FAIL("model", "base", "%s", err_msg());
+    if (c->image_source[0] && model_world(c->image_source, src_world, sizeof src_world))
+        FAIL("model", "image_source", "%s", err_msg());
+    if (c->image_source[0] && strcmp(src_world, c->world))
+        FAIL("model", "image_source", "draws world %s, the base model world %s", src_world, c->world);
+    if (c->prompt_file[0] && access(c->prompt_file, R_OK))
+        FAIL("prompts", "file", "%s: %s", c->prompt_file, strerror(errno));
+    if (c->prompt_file[0] && prompt_file_check(c)) FAIL("prompts", "file", "%s", err_msg());
+    if (!pipeline_scored(c)) {  // what needs the shapes world's exact evaluator or renderer
+#define NEEDS_EVALUATOR "world %s has no exact evaluator (its images are scored from the export bundle)"
+        if (c->gen_source == GEN_SOURCE_GT) FAIL("generate", "source", "world %s has no ground-truth renderer", c->world);
+        if (c->gen_filter) FAIL("generate", "filter", NEEDS_EVALUATOR, c->world);
+        if (c->select == SELECT_VAL) FAIL("train", "select", NEEDS_EVALUATOR "; use 'last'", c->world);
+        if (c->n_eval_cfg > 1) FAIL("eval", "cfg", NEEDS_EVALUATOR "; list one guidance scale", c->world);
+        if (c->eval_quality) FAIL("eval", "quality", "world %s has no ground-truth renders to compare with; set it to false", c->world);
+#undef NEEDS_EVALUATOR
+    }
     lora_merge_method mm;
     if (lora_merge_method_parse(c->merge_method, &mm)) FAIL("merge", "method", "%s", err_msg());
     if (!c->targets[0]) FAIL("lora", "targets", "names no linear");

@@ -104,12 +104,22 @@ static cJSON *method_json(const method_result *m) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "label", report_label(m));
     cJSON_AddNumberToObject(o, "n_seeds", m->n_seeds);
-    cJSON_AddItemToObject(o, "dsg", ci_json(m->dsg));
-    cJSON_AddItemToObject(o, "tifa", ci_json(m->tifa));
+    if (m->dsg.n > 0) cJSON_AddItemToObject(o, "dsg", ci_json(m->dsg));
+    else cJSON_AddNullToObject(o, "dsg");  // not scored here: see "export"
+    if (m->tifa.n > 0) cJSON_AddItemToObject(o, "tifa", ci_json(m->tifa));
+    else cJSON_AddNullToObject(o, "tifa");
     cJSON_AddItemToObject(o, "quality", ci_json(m->quality));
     cJSON *seeds = cJSON_AddObjectToObject(o, "seeds");
     cJSON_AddItemToObject(seeds, "dsg", double_array(m->seed_dsg, m->n_seeds));
     cJSON_AddItemToObject(seeds, "tifa", double_array(m->seed_tifa, m->n_seeds));
+    if (m->exported) {
+        cJSON *e = cJSON_AddArrayToObject(o, "export");
+        for (int k = 0; k < m->n_seeds; k++) {
+            char dir[160];
+            snprintf(dir, sizeof dir, "export/%s/seed%d", m->name, k);
+            cJSON_AddItemToArray(e, cJSON_CreateString(dir));
+        }
+    }
     cJSON *skills = cJSON_AddObjectToObject(o, "skills");
     for (int s = 0; s < SKILL_KINDS; s++) {
         if (m->skill_dsg[s].n <= 0 && m->skill_tifa[s].n <= 0) continue;
@@ -242,6 +252,18 @@ int report_write_md(const run_results *r, const char *path) {
         fputs("One LoRA on all skills' data (mixed), a mixture of LoRA experts (moe) and "
               "merges of the skill experts (selma, merge-*), against the base model.\n\n", f);
         md_overall(f, r, 1);
+    }
+    int exported = 0;
+    for (int i = 0; i < r->n_methods; i++) exported += r->methods[i].exported;
+    if (exported) {
+        fputs("\n## Export bundles for external TIFA / DSG\n\n", f);
+        fputs("Test images with their prompts and question lists (`prompts.json`, "
+              "`tifa_questions.json` in TIFA's format, `dsg_questions.csv` in DSG's, "
+              "`manifest.json`); a method without scores above is scored from these.\n\n", f);
+        for (int i = 0; i < r->n_methods; i++)
+            if (r->methods[i].exported)
+                for (int k = 0; k < r->methods[i].n_seeds; k++)
+                    fprintf(f, "- %s seed %d: `export/%s/seed%d/`\n", r->methods[i].name, k, r->methods[i].name, k);
     }
     if (r->n_grids > 0) {
         fputs("\n## Image grids\n\n", f);

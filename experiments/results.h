@@ -29,6 +29,10 @@ typedef struct method_result {
     metric_ci skill_tifa[SKILL_KINDS];
     int n_seeds;
     double seed_dsg[RESULTS_MAX_SEEDS], seed_tifa[RESULTS_MAX_SEEDS];  // the raw samples
+    // 1: the test images and their questions are in the run directory's
+    // export/<name>/seed<k>/ (experiments/stage_export.c); a world without the exact
+    // evaluator (sd) has only these, and dsg/tifa with n == 0
+    int exported;
 } method_result;
 
 typedef struct loss_curve {

@@ -1,7 +1,9 @@
 // The eval stage: one method (base weights + folded adapters, or a mixture of
 // experts), held-out test prompts of every skill, the exact DSG/TIFA evaluator and the
 // image-quality distance to ground-truth renders of the same prompts. A guidance scale
-// from a list is chosen on the validation prompts, never on test (TARGETS.md).
+// from a list is chosen on the validation prompts, never on test (TARGETS.md). World sd
+// has no exact evaluator: its test images go into the export bundle (stage_export.c)
+// for external TIFA/DSG, and scores.json says "scored": false.
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 
 #include "data/image_quality.h"
 #include "experiments/pipeline.h"
+#include "models/bundle.h"
 #include "runtime/error.h"
 #include "runtime/fileio.h"
 #include "runtime/log.h"
@@ -32,6 +35,31 @@ static int read_split(const pipeline_cfg *c, const char *dir, const char *split,
         free(p);
     }
     return 0;
+}
+
+// What drew a method's exported images (manifest.json of the export bundle).
+static cJSON *export_manifest(const pipeline_cfg *c, const char *const *adapters, const float *w,
+                              int n_adapters, const char *moe_routers, const eval_sampling *s) {
+    cJSON *m = cJSON_CreateObject(), *a = cJSON_CreateArray();
+    char hash[24] = "";
+    cJSON_AddStringToObject(m, "selma_version", SELMA_VERSION);
+    cJSON_AddStringToObject(m, "world", c->world);
+    cJSON_AddStringToObject(m, "model", c->base);
+    if (!bundle_hash(c->base, hash, sizeof hash)) cJSON_AddStringToObject(m, "model_hash", hash);
+    for (int i = 0; i < n_adapters; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "file", adapters[i]);
+        cJSON_AddNumberToObject(o, "weight", w[i]);
+        cJSON_AddItemToArray(a, o);
+    }
+    cJSON_AddItemToObject(m, "adapters_folded", a);
+    if (moe_routers) cJSON_AddStringToObject(m, "moe_routers", moe_routers);
+    cJSON_AddStringToObject(m, "sampler", s->sampler ? "euler" : "ddim");
+    cJSON_AddNumberToObject(m, "steps", s->steps);
+    cJSON_AddNumberToObject(m, "guidance_scale", s->cfg);
+    cJSON_AddNumberToObject(m, "seed", (double)s->seed);
+    cJSON_AddStringToObject(m, "seeds", "image i of the split (skills in config order) uses seed + i");
+    return m;
 }
 
 int stage_eval(const pipeline_cfg *c, const char *prompts_dir, const char *const *adapters,
@@ -67,9 +95,17 @@ int stage_eval(const pipeline_cfg *c, const char *prompts_dir, const char *const
     }
     if (read_split(c, prompts_dir, "test", &prompts, &skills, &n)) return -1;
     rc = draw_images(c->base, adapters, w, n_adapters, moe_routers, prompts, n, &s, &rgb, &S);
+    int scored = pipeline_scored(c);
     eval_totals t;
     eval_init(&t);
-    if (!rc) score_images(prompts, skills, rgb, n, S, &t);
+    if (!rc && scored) score_images(prompts, skills, rgb, n, S, &t);
+    char path[4200];
+    if (!rc && (c->eval_export || !scored)) {
+        snprintf(path, sizeof path, "%s/export", out_dir);
+        rc = export_bundle(path, prompts, skills, n, rgb, S,
+                           export_manifest(c, adapters, w, n_adapters, moe_routers, &s));
+        if (!rc) log_line("eval: %d test images and their questions exported to %s", n, path);
+    }
     image_quality_result q = {0};
     if (!rc && c->eval_quality) {
         // The references: ground-truth renders of the same test prompts, placed from a
@@ -82,7 +118,6 @@ int stage_eval(const pipeline_cfg *c, const char *prompts_dir, const char *const
         if (!rc) rc = image_quality_images(rgb, n, S, S, ref, n, S, S, &qo, &q);
         free(ref);
     }
-    char path[4200];
     if (!rc) {
         // The first test image of each skill, for the report's grid.
         int sk[SKILL_KINDS], ns, k = 0;
@@ -95,7 +130,20 @@ int stage_eval(const pipeline_cfg *c, const char *prompts_dir, const char *const
         rc = atomic_write(path, first, (size_t)k * S * S * 3);
         free(first);
     }
-    if (!rc) {
+    if (!rc && !scored) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddFalseToObject(o, "scored");
+        cJSON_AddStringToObject(o, "world", c->world);
+        cJSON_AddNumberToObject(o, "n", n);
+        cJSON_AddNumberToObject(o, "cfg", s.cfg);
+        cJSON_AddNumberToObject(o, "image_size", S);
+        cJSON_AddStringToObject(o, "export", "export");
+        char *text = cJSON_Print(o);
+        cJSON_Delete(o);
+        snprintf(path, sizeof path, "%s/scores.json", out_dir);
+        rc = atomic_write(path, text, strlen(text));
+        free(text);
+    } else if (!rc) {
         cJSON *o = eval_scores_json(&t, -1, 0), *per = cJSON_CreateObject();
         for (int k = 0; k <= SKILL_STYLE; k++)
             if (t.n[k]) cJSON_AddItemToObject(per, skill_names[k], eval_scores_json(&t, k, 0));

@@ -113,7 +113,7 @@ int stage_generate(const pipeline_cfg *c, const char *model, const char *prompts
         d.steps = c->gen_steps, d.guidance_scale = (float)c->gen_cfg;
         snprintf(d.sampler, sizeof d.sampler, "%s", c->gen_sampler ? "euler" : "ddim");
     }
-    snprintf(d.world, sizeof d.world, "shapes");
+    snprintf(d.world, sizeof d.world, "%s", c->world[0] ? c->world : "shapes");
     for (int i = 0; i < n; i++) {
         d.prompt[i] = prompts[i], prompts[i] = NULL;
         d.skill[i] = skill;

@@ -20,9 +20,12 @@
 #include "runtime/log.h"
 
 // Every item of the datasets as model input: x (N, 3, S, S) in [-1, 1] (resampled when
-// the dataset's size differs: box filter for an integer factor down, nearest otherwise).
+// the dataset's size differs: box filter for an integer factor down, nearest otherwise);
+// for a latent-diffusion model (world sd) then encoded once by its VAE into latents
+// (N, 4, S/f, S/f), np values per item.
 typedef struct train_data {
     int n, S;
+    size_t np;
     float *x;
     char **prompt;
 } train_data;
@@ -62,7 +65,36 @@ static int data_load(const lora_train_opts *o, int S, train_data *td) {
         td->n += d.n;
         dataset_free(&d);
     }
+    td->np = (size_t)3 * S * S;
     if (td->n == 0) return err_set("%s: the training data holds no items", o->data[0]);
+    return 0;
+}
+
+// World sd: the images -> latents through the frozen VAE, once, before training. Each
+// item's latent is a sample of its posterior (mean + std * eps, eps from the item's
+// index), as diffusers' training scripts draw latent_dist.sample(), fixed for the run
+// as with cached latents, so a resumed run sees the same data.
+#define ENCODE_BATCH 4
+static int data_encode(vae *v, train_data *td) {
+    int S = td->S, f = 1 << (v->cfg.n_levels - 1), s = S / f;
+    if (S % f) return err_set("train: image size %d is not a multiple of the VAE's factor %d", S, f);
+    size_t nl = (size_t)v->cfg.latent_channels * s * s;
+    float *lat = malloc(sizeof(float) * (size_t)td->n * nl);
+    CHECK(lat);
+    int rc = vae_alloc_activations(v, ENCODE_BATCH, S, S);
+    uint64_t seeds[ENCODE_BATCH];
+    for (int i0 = 0; i0 < td->n && !rc; i0 += ENCODE_BATCH) {
+        int nb = td->n - i0 < ENCODE_BATCH ? td->n - i0 : ENCODE_BATCH;
+        for (int b = 0; b < nb; b++) seeds[b] = 0x6c6174656e74ULL + (uint64_t)(i0 + b);  // "latent"
+        rc = vae_encode(v, td->x + (size_t)i0 * td->np, nb, lat + (size_t)i0 * nl, seeds);
+    }
+    if (rc) {
+        free(lat);
+        return -1;
+    }
+    log_line("train: %d images of %dx%d encoded to %dx%dx%d latents", td->n, S, S, v->cfg.latent_channels, s, s);
+    free(td->x);
+    td->x = lat, td->np = nl;
     return 0;
 }
 
@@ -172,6 +204,7 @@ int lora_train_run(const lora_train_opts *o) {
     }
     train_data td;
     int rc = data_load(o, m.cfg.image_size, &td);
+    if (!rc && m.vae) rc = data_encode(m.vae, &td);
     if (!rc && o->batch > td.n) rc = err_set("train: batch %d is larger than the %d training items", o->batch, td.n);
     if (rc) {
         data_free(&td);
@@ -202,8 +235,8 @@ int lora_train_run(const lora_train_opts *o) {
     } else if (!o->n_moe) {
         trainer_init_lora(&tr, o->seed);  // routers start at zero: the uniform merge
     }
-    int B = o->batch, S = td.S, N = td.n;
-    size_t np = (size_t)3 * S * S;
+    int B = o->batch, N = td.n;
+    size_t np = td.np;
     float *x = malloc(sizeof(float) * (size_t)B * np);
     const char **caps = malloc(sizeof(char *) * (size_t)B);
     int *perm = malloc(sizeof(int) * (size_t)N);

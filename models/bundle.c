@@ -197,6 +197,7 @@ static char *selma_json(const t2i_config *c, const char *training_json) {
 }
 
 static int save_files(const t2i_model *m, const char *tmp, const char *training_json) {
+    if (!strcmp(m->cfg.world, "sd")) return sd_save_files(m, tmp, training_json);
     char path[8192];
     static const char *const subs[] = {"unet", "text_encoder", "scheduler", "tokenizer"};
     for (int i = 0; i < 4; i++) {
@@ -324,6 +325,7 @@ int bundle_read_config(const char *dir, t2i_config *c) {
 int bundle_load(t2i_model *m, const char *dir, unet_train_mode mode, const lora_config *lora) {
     memset(m, 0, sizeof *m);
     if (bundle_read_config(dir, &m->cfg) || t2i_build(m, mode, lora)) return -1;
+    snprintf(m->source, sizeof m->source, "%s", dir);
     char path[8192];
     snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", dir);
     int rc = unet_load(&m->unet, path, PARAM_BASE);

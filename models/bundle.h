@@ -60,6 +60,8 @@ typedef struct t2i_model {
     clip_tokenizer clip; // world "sd": tokenizer/ by clip_tokenizer_load, after t2i_build
                          // (which clears the model); freed by t2i_free
     vae *vae;           // sd only (built by t2i_build from cfg.vae), else NULL
+    char source[1024];  // the directory bundle_load read (bundle_save of an sd model
+                        // copies what it does not hold from there: vae/, tokenizer/, ...)
 } t2i_model;
 
 // The shapes world's base model (NOTES.md recipe B: cosine betas, v-prediction),
@@ -74,7 +76,8 @@ void t2i_init_random(t2i_model *m, uint64_t seed);
 void t2i_free(t2i_model *m);
 
 // Writes the weights in m (as they are) and the configs. training_json: a JSON object
-// (text) stored under "training" in selma.json, or NULL.
+// (text) stored under "training" in selma.json, or NULL. World sd: a diffusers folder
+// again (sd_save_files), so that diffusers and selma both load the result.
 int bundle_save(const t2i_model *m, const char *dir, const char *training_json);
 // Reads the configs, builds (mode as t2i_build) and loads the weights.
 int bundle_load(t2i_model *m, const char *dir, unet_train_mode mode, const lora_config *lora);
@@ -94,6 +97,13 @@ int sd_read_config(const char *dir, t2i_config *c);
 // The VAE's weights and the tokenizer, after the UNet and text encoder (bundle_load
 // loads an sd folder with it).
 int sd_load_parts(t2i_model *m, const char *dir);
+// bundle_save's files for an sd model, into the new directory tmp: every file of
+// m->source copied (model_index.json, vae/, tokenizer/, scheduler/, and components
+// selma does not use, such as safety_checker/) except the UNet's and text encoder's
+// weight files, which are written from m (diffusers' names, float32), and
+// training_json (or nothing) as selma_training.json. No selma.json, so the result is
+// still a pipeline folder (sd_is_pipeline).
+int sd_save_files(const t2i_model *m, const char *tmp, const char *training_json);
 // 64-bit FNV-1a over the bytes of the two weight files, as 16 hex digits: names the
 // generator of a dataset. hex must hold 17 bytes.
 int bundle_hash(const char *dir, char *hex, size_t n);

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/error.h"
@@ -46,4 +47,12 @@ int unet_fold_lora(unet *m, const char *path, float weight, int *n_folded) {
     if (!rc && n_folded) *n_folded = s.n;
     lora_set_free(&s);
     return rc;
+}
+
+void lora_arg_split(char *arg, float *weight) {
+    *weight = 1;
+    char *colon = strrchr(arg, ':'), *end;
+    if (!colon || !colon[1]) return;
+    double x = strtod(colon + 1, &end);
+    if (!*end) *weight = (float)x, *colon = 0;
 }

@@ -23,6 +23,9 @@ extern "C" {
 int unet_fold_lora(unet *m, const char *path, float weight, int *n_folded);
 // The same for a set in memory; source names it in messages.
 int unet_fold_lora_set(unet *m, const lora_set *s, float weight, const char *source);
+// A command-line "FILE[:W]" (weight W, default 1): cuts arg at the colon when a number
+// follows it (a path with a colon and no weight stays whole).
+void lora_arg_split(char *arg, float *weight);
 
 #ifdef __cplusplus
 }
