@@ -1,6 +1,8 @@
 #include "data/dataset.h"
 
+#ifdef SELMA_HDF5
 #include <hdf5.h>
+#endif
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +31,7 @@
 #define DATASET_USERBLOCK 512
 #define USERBLOCK_MAGIC "selma-dataset "
 
+#ifdef SELMA_HDF5
 // ---------------------------------------------------------------------------------
 // Small helpers
 
@@ -91,6 +94,7 @@ static void skill_list(char *buf, size_t n) {
     for (int i = 0; i < SKILL_KINDS; i++)
         snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", i ? ", " : "", skill_names[i]);
 }
+#endif  // SELMA_HDF5
 
 int dataset_alloc(dataset *d, int n, int h, int w) {
     memset(d, 0, sizeof *d);
@@ -124,6 +128,7 @@ void dataset_free(dataset *d) {
     memset(d, 0, sizeof *d);
 }
 
+#ifdef SELMA_HDF5
 // FNV-1a 64 of the file from DATASET_USERBLOCK to its end, and that length.
 static int hash_after_block(FILE *f, const char *path, uint64_t *h, uint64_t *n) {
     unsigned char buf[1 << 16];
@@ -758,3 +763,30 @@ int dataset_read(const char *path, dataset *d) {
     if (rc != 0) dataset_free(d);
     return rc;
 }
+
+#else  // no HDF5 (meson -Dhdf5=disabled, or none found): datasets cannot be read or written
+#define NO_HDF5(path) err_set("%s: this build has no HDF5 (libhdf5-dev; meson -Dhdf5=enabled)", path)
+
+int dataset_writer_open(dataset_writer *w, const char *path, const dataset *meta) {
+    (void)meta;
+    memset(w, 0, sizeof *w);
+    return NO_HDF5(path);
+}
+int dataset_writer_append(dataset_writer *w, const dataset *batch) {
+    (void)w, (void)batch;
+    return NO_HDF5("dataset");
+}
+int dataset_writer_close(dataset_writer *w) {
+    (void)w;
+    return NO_HDF5("dataset");
+}
+void dataset_writer_abort(dataset_writer *w) { (void)w; }
+int dataset_write(const char *path, const dataset *d) {
+    (void)d;
+    return NO_HDF5(path);
+}
+int dataset_read(const char *path, dataset *d) {
+    memset(d, 0, sizeof *d);
+    return NO_HDF5(path);
+}
+#endif  // SELMA_HDF5

@@ -1,6 +1,8 @@
 #include "data/image_io.h"
 
+#ifdef SELMA_PNG
 #include <png.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 // (and is below libpng's own default limit of 1,000,000).
 #define PNG_MAX_SIDE 65535
 
+#ifdef SELMA_PNG
 int png_write(const char *path, const uint8_t *rgb, int w, int h) {
     if (w < 1 || h < 1 || w > PNG_MAX_SIDE || h > PNG_MAX_SIDE)
         return err_set("%s: bad image size %dx%d (sides 1..%d)", path, w, h, PNG_MAX_SIDE);
@@ -76,6 +79,17 @@ int png_read(const char *path, uint8_t **rgb, int *w, int *h) {
     *h = (int)img.height;
     return 0;
 }
+#else  // no libpng (meson -Dpng=disabled, or none found)
+int png_write(const char *path, const uint8_t *rgb, int w, int h) {
+    (void)rgb, (void)w, (void)h;
+    return err_set("%s: this build has no libpng (libpng-dev; meson -Dpng=enabled)", path);
+}
+
+int png_read(const char *path, uint8_t **rgb, int *w, int *h) {
+    (void)rgb, (void)w, (void)h;
+    return err_set("%s: this build has no libpng (libpng-dev; meson -Dpng=enabled)", path);
+}
+#endif
 
 // ---------------------------------------------------------------------------------
 // Grids

@@ -7,7 +7,9 @@
 // broken file gets the reader's message; the exit status is then 1.
 #include <cjson/cJSON.h>
 #include <fcntl.h>
+#ifdef SELMA_HDF5
 #include <hdf5.h>
+#endif
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +107,7 @@ static void print_safetensors(const cJSON *doc) {
     for (const cJSON *m = meta->child; m; m = m->next) printf("  %s = %s\n", m->string, m->valuestring);
 }
 
+#ifdef SELMA_HDF5
 // ---- HDF5 -----------------------------------------------------------------------
 
 // Appends to a fixed buffer, truncating quietly: types and values are for reading.
@@ -366,6 +369,13 @@ static cJSON *inspect_hdf5(const char *path) {
     }
     return doc;
 }
+
+#else
+static cJSON *inspect_hdf5(const char *path) {
+    err_set("%s: this build has no HDF5 (libhdf5-dev; meson -Dhdf5=enabled)", path);
+    return NULL;
+}
+#endif
 
 static void print_hdf5(const cJSON *doc) {
     const cJSON *ds = cJSON_GetObjectItem(doc, "datasets"), *at = cJSON_GetObjectItem(doc, "attributes");

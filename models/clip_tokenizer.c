@@ -1,5 +1,6 @@
 // Encoding with the CLIP tokenizer: the five steps of clip_tokenizer.h, on arrays of
 // code points. Unicode classes, NFC and lower-casing come from ICU.
+#ifdef SELMA_ICU
 #include <stdlib.h>
 #include <string.h>
 #include <unicode/uchar.h>
@@ -281,3 +282,13 @@ int clip_tokenizer_encode(const clip_tokenizer *t, const char *text, int max_len
     if (n_dropped) *n_dropped = e.dropped;
     return e.n + 2;
 }
+
+#else  // no ICU (meson -Dicu=disabled, or none found): the tokenizer's Unicode rules need it
+#include "models/clip_tokenizer.h"
+#include "runtime/error.h"
+
+int clip_tokenizer_encode(const clip_tokenizer *t, const char *text, int max_len, int *ids, int *n_dropped) {
+    (void)t, (void)text, (void)max_len, (void)ids, (void)n_dropped;
+    return err_set("CLIP tokenizer: this build has no ICU (libicu-dev; meson -Dicu=enabled)");
+}
+#endif
