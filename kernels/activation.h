@@ -41,6 +41,16 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n,
 void geglu_forward(float *out, const float *inp, int N, int C);
 void geglu_backward(float *dinp, const float *dout, const float *inp, int N, int C);
 
+// CUDA (kernels/cuda/activation.cu): device pointers, on selma_cuda_stream()
+// The same aliasing as the float32 versions is allowed.
+void silu_forward_cuda(float *out, const float *inp, size_t n);
+void silu_backward_cuda(float *dinp, const float *dout, const float *inp, size_t n);
+void gelu_forward_cuda(float *out, const float *inp, size_t n, gelu_kind kind);
+void gelu_backward_cuda(float *dinp, const float *dout, const float *inp, size_t n,
+                        gelu_kind kind);
+void geglu_forward_cuda(float *out, const float *inp, int N, int C);
+void geglu_backward_cuda(float *dinp, const float *dout, const float *inp, int N, int C);
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,6 +27,11 @@ void adamw_update_ref(double *p, const double *g, double *m, double *v, size_t n
 void adamw_update(float *p, const float *g, float *m, float *v, size_t n,
                   const adamw_hparams *hp, int t);
 
+// CUDA (kernels/cuda/adamw.cu): device pointers, on selma_cuda_stream()
+// p, g, m, v are device pointers; hp is a host pointer.
+void adamw_update_cuda(float *p, const float *g, float *m, float *v, size_t n,
+                       const adamw_hparams *hp, int t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,6 +15,10 @@ void add_backward_ref(double *da, double *db, const double *dout, size_t n);
 void add_forward(float *out, const float *a, const float *b, size_t n);
 void add_backward(float *da, float *db, const float *dout, size_t n);
 
+// CUDA (kernels/cuda/add.cu): device pointers, on selma_cuda_stream()
+void add_forward_cuda(float *out, const float *a, const float *b, size_t n);
+void add_backward_cuda(float *da, float *db, const float *dout, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

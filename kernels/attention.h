@@ -54,6 +54,29 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch, const f
                         const float *lse, int B, int N, int M, int H, int D, float scale,
                         int causal);
 
+// CUDA versions (kernels/cuda/attention.cu; CUDA builds only), same layout and rules,
+// every pointer device memory, launched on selma_cuda_stream(). Flash-style: tiled,
+// online softmax, no (N, M) matrix in memory; bf16 tensor-core products with fp32
+// softmax statistics and accumulation (so about 1e-2 relative L2 error against the
+// float32 version). D <= 160, B * H <= 65535. scratch holds
+// attention_cuda_scratch_floats(B, N, H) floats of device memory (the backward's row
+// terms dout_i . out_i). SELMA_ATTN_WARPS=8 selects 128-row tiles instead of 64 (same
+// bits; for timing). The backward is deterministic (no atomics).
+size_t attention_cuda_scratch_floats(int B, int N, int H);
+void attention_forward_cuda(float *out, float *lse, const float *q, const float *k,
+                            const float *v, int B, int N, int M, int H, int D, float scale,
+                            int causal);
+void attention_backward_cuda(float *dq, float *dk, float *dv, float *scratch,
+                             const float *dout, const float *q, const float *k,
+                             const float *v, const float *out, const float *lse, int B,
+                             int N, int M, int H, int D, float scale, int causal);
+// Baseline for the benchmark: scores materialized through cuBLAS (bf16 tensor cores,
+// fp32 accumulation), a softmax kernel, a second GEMM; uses selma_cuda_workspace for
+// H * N * M floats. lse may be NULL.
+void attention_forward_cuda_naive(float *out, float *lse, const float *q, const float *k,
+                                  const float *v, int B, int N, int M, int H, int D,
+                                  float scale, int causal);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,6 +22,12 @@ void concat_channels_forward(float *out, const float *a, const float *b,
 void concat_channels_backward(float *da, float *db, const float *dout,
                               int B, int C1, int C2, int HW);
 
+// CUDA (kernels/cuda/concat.cu): device pointers, on selma_cuda_stream()
+void concat_channels_forward_cuda(float *out, const float *a, const float *b,
+                                  int B, int C1, int C2, int HW);
+void concat_channels_backward_cuda(float *da, float *db, const float *dout,
+                                   int B, int C1, int C2, int HW);
+
 #ifdef __cplusplus
 }
 #endif

@@ -45,6 +45,54 @@ void conv2d_forward(float *out, const float *inp, const float *w, const float *b
 void conv2d_backward(float *dinp, float *dw, float *db, const float *dout,
                      const float *inp, const float *w, const conv2d_shape *s, float *scratch);
 
+// CUDA (kernels/cuda/conv2d.cu; CUDA builds only). All pointers are device memory,
+// float32, the layouts above; launched on selma_cuda_stream(), no synchronization.
+// Two implementations behind one API, chosen by the global `conv2d_cuda_impl`:
+//   CONV2D_CUDA_IGEMM (default): hand-written implicit GEMM on bf16 tensor cores
+//     (operands rounded to bf16 in shared memory, float accumulation; expect a
+//     relative error near 1e-3..1e-2 against float32). Forward: M = B*Ho*Wo,
+//     N = OC, K = C*K*K with the im2col gather in the A loader; backward data: the
+//     transposed problem M = B*H*W, N = C, K = OC*K*K; backward weight: M = OC,
+//     N = C*K*K, K = B*Ho*Wo. Small M*N problems split K over blocks and accumulate
+//     with atomics (order not deterministic).
+//   CONV2D_CUDA_CUDNN: cuDNN's legacy convolution API on float32 tensors (its
+//     default math: TF32 tensor cores), heuristic algorithm choice, workspace from
+//     selma_cuda_workspace. Only in builds with cuDNN (SELMA_CUDNN); elsewhere the
+//     dispatch falls back to IGEMM and conv2d_cuda_have_cudnn() returns 0.
+// Gradient rule as above: dinp assigned, dw and db accumulate.
+typedef enum { CONV2D_CUDA_IGEMM = 0, CONV2D_CUDA_CUDNN = 1 } conv2d_cuda_impl_kind;
+extern conv2d_cuda_impl_kind conv2d_cuda_impl;
+// Split-K for the implicit GEMM: 0 = heuristic (fill the SMs), n > 0 forces n (tests).
+extern int conv2d_cuda_splitk;
+// 1 (default): where the shape allows (row lengths multiple of 4, aligned pointers),
+// the loaders gather 4 neighbours at a time; 0 forces the scalar loaders (tests).
+extern int conv2d_cuda_vec;
+int conv2d_cuda_have_cudnn(void);
+
+void conv2d_forward_cuda(float *out, const float *inp, const float *w, const float *b,
+                         const conv2d_shape *s);
+void conv2d_backward_data_cuda(float *dinp, const float *dout, const float *w,
+                               const conv2d_shape *s);
+// dw and/or db (either may be NULL).
+void conv2d_backward_weight_cuda(float *dw, float *db, const float *dout, const float *inp,
+                                 const conv2d_shape *s);
+// All three gradients, any NULL skipped (the CPU conv2d_backward's contract).
+void conv2d_backward_cuda(float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, const conv2d_shape *s);
+// The two implementations by name (the *_cudnn ones abort in a build without cuDNN).
+void conv2d_forward_igemm(float *out, const float *inp, const float *w, const float *b,
+                          const conv2d_shape *s);
+void conv2d_backward_data_igemm(float *dinp, const float *dout, const float *w,
+                                const conv2d_shape *s);
+void conv2d_backward_weight_igemm(float *dw, float *db, const float *dout, const float *inp,
+                                  const conv2d_shape *s);
+void conv2d_forward_cudnn(float *out, const float *inp, const float *w, const float *b,
+                          const conv2d_shape *s);
+void conv2d_backward_data_cudnn(float *dinp, const float *dout, const float *w,
+                                const conv2d_shape *s);
+void conv2d_backward_weight_cudnn(float *dw, float *db, const float *dout, const float *inp,
+                                  const conv2d_shape *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,6 +34,16 @@ void groupnorm_backward(float *dinp, float *dw, float *db, const float *dout,
                         const float *inp, const float *w, const float *mean,
                         const float *rstd, int B, int C, int HW, int G);
 
+// CUDA (kernels/cuda/groupnorm.cu): device pointers, on selma_cuda_stream()
+// dw and db get one atomicAdd per (batch, channel), so their summation order over the
+// batch (and so their last bits) may vary from run to run.
+void groupnorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp,
+                            const float *w, const float *b, int B, int C, int HW, int G,
+                            float eps);
+void groupnorm_backward_cuda(float *dinp, float *dw, float *db, const float *dout,
+                             const float *inp, const float *w, const float *mean,
+                             const float *rstd, int B, int C, int HW, int G);
+
 #ifdef __cplusplus
 }
 #endif

@@ -28,6 +28,15 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
                         const float *inp, const float *w, const float *mean,
                         const float *rstd, int N, int C);
 
+// CUDA (kernels/cuda/layernorm.cu): device pointers, on selma_cuda_stream()
+// dw and db are summed per chunk of 256 rows and the chunks added with atomicAdd, so
+// for N > 256 their last bits may vary from run to run.
+void layernorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp,
+                            const float *w, const float *b, int N, int C, float eps);
+void layernorm_backward_cuda(float *dinp, float *dw, float *db, const float *dout,
+                             const float *inp, const float *w, const float *mean,
+                             const float *rstd, int N, int C);
+
 #ifdef __cplusplus
 }
 #endif

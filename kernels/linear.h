@@ -24,6 +24,16 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
 void linear_backward(float *dinp, float *dw, float *db, const float *dout,
                      const float *inp, const float *w, int N, int C, int OC);
 
+// CUDA (kernels/cuda/linear.cu; CUDA builds only): cuBLAS cublasGemmEx on float32
+// storage with TF32 tensor-core compute (CUBLAS_COMPUTE_32F_FAST_TF32: operands
+// rounded to TF32, float accumulation; relative error near 1e-4..1e-3). Device
+// pointers, launched on selma_cuda_stream(); the bias is a broadcast before the GEMM
+// (beta = 1), db a column-sum kernel. Same gradient rule as above.
+void linear_forward_cuda(float *out, const float *inp, const float *w, const float *b,
+                         int N, int C, int OC);
+void linear_backward_cuda(float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, int N, int C, int OC);
+
 #ifdef __cplusplus
 }
 #endif

@@ -36,6 +36,27 @@ void lora_linear_backward(float *dinp, float *dlora_a, float *dlora_b, float *dh
                           const float *w, const float *lora_a, const float *lora_b,
                           float scale, int N, int C, int OC, int R);
 
+// CUDA (kernels/cuda/lora.cu; CUDA builds only). Device pointers, float32 storage,
+// launched on selma_cuda_stream(); same shapes and gradient rule as above.
+// Fused forward: h = inp @ lora_a^T by cuBLAS (TF32), then ONE hand-written bf16
+// tensor-core GEMM over the concatenated K: out = [inp | scale h] [w | lora_b]^T + b
+// (operands rounded to bf16, float accumulation, bias in the epilogue). R = 0 runs
+// the base GEMM alone through the same kernel (h unused, may be NULL).
+void lora_linear_forward_cuda(float *out, float *h, const float *inp, const float *w,
+                              const float *b, const float *lora_a, const float *lora_b,
+                              float scale, int N, int C, int OC, int R);
+// Backward: dlora_b, dh and dlora_a by cuBLAS (TF32); dinp = [dout | dh] [w ; lora_a]
+// in one bf16 tensor-core GEMM (same kernel as the forward).
+void lora_linear_backward_cuda(float *dinp, float *dlora_a, float *dlora_b, float *dh,
+                               const float *dout, const float *inp, const float *h,
+                               const float *w, const float *lora_a, const float *lora_b,
+                               float scale, int N, int C, int OC, int R);
+// Unfused baseline (benchmarks): linear_forward_cuda, h = inp @ lora_a^T, then
+// out += scale h @ lora_b^T, three cuBLAS TF32 GEMMs.
+void lora_linear_forward_cuda_unfused(float *out, float *h, const float *inp, const float *w,
+                                      const float *b, const float *lora_a, const float *lora_b,
+                                      float scale, int N, int C, int OC, int R);
+
 #ifdef __cplusplus
 }
 #endif

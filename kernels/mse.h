@@ -23,6 +23,13 @@ double mse_loss_forward(const float *pred, const float *target, size_t n);
 void mse_loss_backward(float *dpred, const float *pred, const float *target,
                        float dloss, size_t n);
 
+// CUDA (kernels/cuda/mse.cu): device pointers, on selma_cuda_stream()
+// The forward returns the loss to the host: it synchronizes the stream (a blocking
+// copy of one double). The sum is deterministic (fixed partials, fixed order).
+double mse_loss_forward_cuda(const float *pred, const float *target, size_t n);
+void mse_loss_backward_cuda(float *dpred, const float *pred, const float *target,
+                            float dloss, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,11 @@ void softmax_backward_ref(double *dinp, const double *dout, const double *out, i
 void softmax_forward(float *out, const float *inp, int N, int M);
 void softmax_backward(float *dinp, const float *dout, const float *out, int N, int M);
 
+// CUDA (kernels/cuda/softmax.cu): device pointers, on selma_cuda_stream()
+// out may alias inp and dinp may alias dout.
+void softmax_forward_cuda(float *out, const float *inp, int N, int M);
+void softmax_backward_cuda(float *dinp, const float *dout, const float *out, int N, int M);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,12 @@ void timestep_embedding_forward(float *out, const float *t, int B, int dim,
                                 int flip_sin_to_cos, float downscale_freq_shift,
                                 float max_period);
 
+// CUDA (kernels/cuda/timestep_embedding.cu): device pointers, on selma_cuda_stream()
+// t (B) and out (B, dim) on the device.
+void timestep_embedding_forward_cuda(float *out, const float *t, int B, int dim,
+                                     int flip_sin_to_cos, float downscale_freq_shift,
+                                     float max_period);
+
 #ifdef __cplusplus
 }
 #endif

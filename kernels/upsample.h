@@ -18,6 +18,10 @@ void upsample_nearest2x_backward_ref(double *dinp, const double *dout, int B, in
 void upsample_nearest2x_forward(float *out, const float *inp, int B, int C, int H, int W);
 void upsample_nearest2x_backward(float *dinp, const float *dout, int B, int C, int H, int W);
 
+// CUDA (kernels/cuda/upsample.cu): device pointers, on selma_cuda_stream()
+void upsample_nearest2x_forward_cuda(float *out, const float *inp, int B, int C, int H, int W);
+void upsample_nearest2x_backward_cuda(float *dinp, const float *dout, int B, int C, int H, int W);
+
 #ifdef __cplusplus
 }
 #endif

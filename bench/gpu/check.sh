@@ -35,6 +35,19 @@ if ls .gpu-deps/*.deb > /dev/null 2>&1; then
     export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 export PATH="/usr/local/cuda/bin:$PATH"
+# cuDNN (the convolution baseline): the toolkit's, or the one PyTorch's pip packages
+# carry (nvidia-cudnn-cu13: libcudnn.so.9 without the unversioned name the linker wants)
+if [ ! -e /usr/local/cuda/lib64/libcudnn.so ]; then
+    cudnn=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2> /dev/null)
+    if [ -n "$cudnn" ] && [ -e "$cudnn/lib/libcudnn.so.9" ]; then
+        mkdir -p /tmp/selma-cudnn
+        ln -sf "$cudnn/lib/libcudnn.so.9" /tmp/selma-cudnn/libcudnn.so
+        export CPATH="$cudnn/include${CPATH:+:$CPATH}"
+        export LIBRARY_PATH="/tmp/selma-cudnn${LIBRARY_PATH:+:$LIBRARY_PATH}"
+        export LD_LIBRARY_PATH="$cudnn/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        echo "cuDNN from $cudnn"
+    fi
+fi
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1
   nvcc --version | tail -2; } | tee "$out/device.txt"
 
