@@ -12,14 +12,8 @@
 // so 1e-2 leaves a margin of about 2-3x while an indexing or masking bug gives O(1).
 // SELMA_GPU_QUICK=1 (bench/gpu/check.sh's compute-sanitizer pass) keeps the small cases
 // marked quick. Skipped (77) without a CUDA device.
-#include <stdint.h>
-
 #include "kernels/attention.h"
-#include "kernels/rng_fill.h"
-#include "runtime/device.h"
-#include "runtime/error.h"
-#include "runtime/rng.h"
-#include "tests/check.h"
+#include "tests/gpu_check.h"
 
 #define TOL_BF16_L2 1e-2
 
@@ -65,34 +59,18 @@ static const acase cases[] = {
     {2, 200, 200, 3, 100, 1, 2, 0, 1},
 };
 
-static double rel_l2(const float *x, const float *ref, size_t n, size_t *nonfinite) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(x[i])) (*nonfinite)++;
-        double d = (double)x[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 static float *dalloc(size_t n) {
     float *p = device_alloc(DEVICE_CUDA, n * sizeof(float) + 16);
     CHECK(p);
     return p;
 }
-static void poison(float *d, size_t n) { device_memset(DEVICE_CUDA, d, 0xFF, n * sizeof(float)); }
-static void to_host(float *h, const float *d, size_t n) {
-    device_sync();
-    device_copy(DEVICE_CPU, h, DEVICE_CUDA, d, n * sizeof(float));
-}
 
 // Compares a device array with a host reference; reports and returns the error.
 static double compare(const char *what, const char *name, const float *d, const float *ref,
                       size_t n, float *tmp) {
-    to_host(tmp, d, n);
+    gpu_to_host(tmp, d, n);
     size_t nonfinite = 0;
-    double e = rel_l2(tmp, ref, n, &nonfinite);
+    double e = rel_l2_count(tmp, ref, n, &nonfinite);
     EXPECT(nonfinite == 0 && e <= TOL_BF16_L2, "%s %s: rel L2 %.3g, %zu non-finite", what, name, e,
            nonfinite);
     return e;
@@ -101,24 +79,17 @@ static double compare(const char *what, const char *name, const float *d, const 
 // Runs fn's outputs twice and checks the bits agree.
 static void same_bits(const char *what, const char *name, const float *d, const float *first,
                       size_t n, float *tmp) {
-    to_host(tmp, d, n);
+    gpu_to_host(tmp, d, n);
     EXPECT(memcmp(tmp, first, n * sizeof(float)) == 0, "%s %s: second run differs", what, name);
 }
 
 // The 8-warp run against the 4-warp one: equal to rounding.
 static void agrees(const char *what, const char *name, const float *d, const float *first,
                    size_t n, float *tmp) {
-    to_host(tmp, d, n);
+    gpu_to_host(tmp, d, n);
     size_t nonfinite = 0, differ = 0;
     for (size_t i = 0; i < n; i++) differ += tmp[i] != first[i];
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(tmp[i])) nonfinite++;
-        double e = (double)tmp[i] - first[i];
-        num += e * e;
-        den += (double)first[i] * first[i];
-    }
-    double e = den > 0 ? sqrt(num / den) : sqrt(num);
+    double e = rel_l2_count(tmp, first, n, &nonfinite);
     EXPECT(nonfinite == 0 && e <= 1e-6, "%s %s: rel L2 %.3g, %zu non-finite", what, name, e,
            nonfinite);
     if (differ) printf("%s %s: %zu of %zu values differ in bits (rel L2 %.2g)\n", what, name,
@@ -134,63 +105,60 @@ static void run_case(const acase *c, uint64_t seed) {
 
     // Host inputs and the CPU float32 reference.
     float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *g = malloc(nq * 4);
-    rng_fill_uniform(q, nq, seed, 0, 0, -c->qr, c->qr);
-    rng_fill_uniform(k, nk, seed, 1, 0, -c->qr, c->qr);
-    rng_fill_uniform(v, nk, seed, 2, 0, -1, 1);
-    rng_fill_uniform(g, nq, seed, 3, 0, -1, 1);
     size_t nmax = nq > nk ? nq : nk;
     float *out = malloc(nq * 4), *lse = malloc(nl * 4), *dq = malloc(nq * 4), *dk = malloc(nk * 4),
           *dv = malloc(nk * 4), *tmp = malloc(nmax * 4), *first = malloc(nmax * 4);
     float *scratch = malloc(attention_scratch_floats(N, M) * sizeof(float));
+
+    // The same draws on both sides.
+    float *d_q = dalloc(nq), *d_k = dalloc(nk), *d_v = dalloc(nk), *d_g = dalloc(nq);
+    fill_uniform_both(q, d_q, nq, seed, 0, -c->qr, c->qr);
+    fill_uniform_both(k, d_k, nk, seed, 1, -c->qr, c->qr);
+    fill_uniform_both(v, d_v, nk, seed, 2, -1, 1);
+    fill_uniform_both(g, d_g, nq, seed, 3, -1, 1);
     attention_forward(out, lse, scratch, q, k, v, B, N, M, H, D, c->scale, causal);
     attention_backward(dq, dk, dv, scratch, g, q, k, v, out, lse, B, N, M, H, D, c->scale, causal);
 
-    // Same draws on the device.
-    float *d_q = dalloc(nq), *d_k = dalloc(nk), *d_v = dalloc(nk), *d_g = dalloc(nq);
     float *d_out = dalloc(nq), *d_lse = dalloc(nl), *d_dq = dalloc(nq), *d_dk = dalloc(nk),
           *d_dv = dalloc(nk);
     float *d_scr = dalloc(attention_cuda_scratch_floats(B, N, H));
-    rng_fill_uniform_cuda(d_q, nq, seed, 0, 0, -c->qr, c->qr);
-    rng_fill_uniform_cuda(d_k, nk, seed, 1, 0, -c->qr, c->qr);
-    rng_fill_uniform_cuda(d_v, nk, seed, 2, 0, -1, 1);
-    rng_fill_uniform_cuda(d_g, nq, seed, 3, 0, -1, 1);
-    to_host(tmp, d_q, nq);
+    gpu_to_host(tmp, d_q, nq);
     EXPECT(memcmp(tmp, q, nq * 4) == 0, "%s: device q differs from host q", what);
 
     // Forward with 4 warps per block twice (same bits), then with 8 (SELMA_ATTN_WARPS):
     // every row goes through the same operations either way, so 8 must agree with 4 to
     // rounding (bits expected; 1e-6 allowed in case the compiler contracts differently).
     setenv("SELMA_ATTN_WARPS", "4", 1);
-    poison(d_out, nq), poison(d_lse, nl);
+    gpu_poison(d_out, nq), gpu_poison(d_lse, nl);
     attention_forward_cuda(d_out, d_lse, d_q, d_k, d_v, B, N, M, H, D, c->scale, causal);
     double e_out = compare(what, "out", d_out, out, nq, tmp);
     memcpy(first, tmp, nq * 4);
     double e_lse = compare(what, "lse", d_lse, lse, nl, tmp);
-    poison(d_out, nq);
+    gpu_poison(d_out, nq);
     attention_forward_cuda(d_out, d_lse, d_q, d_k, d_v, B, N, M, H, D, c->scale, causal);
     same_bits(what, "out", d_out, first, nq, tmp);
     setenv("SELMA_ATTN_WARPS", "8", 1);
-    poison(d_out, nq), poison(d_lse, nl);
+    gpu_poison(d_out, nq), gpu_poison(d_lse, nl);
     attention_forward_cuda(d_out, d_lse, d_q, d_k, d_v, B, N, M, H, D, c->scale, causal);
     agrees(what, "out (8 warps vs 4)", d_out, first, nq, tmp);
     compare(what, "lse (8 warps)", d_lse, lse, nl, tmp);
 
     // Backward from the GPU forward's out and lse, 4 then 8 warps. Scratch starts as NaN.
     setenv("SELMA_ATTN_WARPS", "4", 1);
-    poison(d_dq, nq), poison(d_dk, nk), poison(d_dv, nk);
-    poison(d_scr, attention_cuda_scratch_floats(B, N, H));
+    gpu_poison(d_dq, nq), gpu_poison(d_dk, nk), gpu_poison(d_dv, nk);
+    gpu_poison(d_scr, attention_cuda_scratch_floats(B, N, H));
     attention_backward_cuda(d_dq, d_dk, d_dv, d_scr, d_g, d_q, d_k, d_v, d_out, d_lse, B, N, M, H,
                             D, c->scale, causal);
     double e_dq = compare(what, "dq", d_dq, dq, nq, tmp);
     double e_dk = compare(what, "dk", d_dk, dk, nk, tmp);
     memcpy(first, tmp, nk * 4);
     double e_dv = compare(what, "dv", d_dv, dv, nk, tmp);
-    poison(d_dk, nk);
+    gpu_poison(d_dk, nk);
     attention_backward_cuda(d_dq, d_dk, d_dv, d_scr, d_g, d_q, d_k, d_v, d_out, d_lse, B, N, M, H,
                             D, c->scale, causal);
     same_bits(what, "dk", d_dk, first, nk, tmp);
     setenv("SELMA_ATTN_WARPS", "8", 1);
-    poison(d_dq, nq), poison(d_dk, nk), poison(d_dv, nk);
+    gpu_poison(d_dq, nq), gpu_poison(d_dk, nk), gpu_poison(d_dv, nk);
     attention_backward_cuda(d_dq, d_dk, d_dv, d_scr, d_g, d_q, d_k, d_v, d_out, d_lse, B, N, M, H,
                             D, c->scale, causal);
     agrees(what, "dk (8 warps vs 4)", d_dk, first, nk, tmp);
@@ -202,13 +170,13 @@ static void run_case(const acase *c, uint64_t seed) {
 
     // NULL gradients are skipped; the others are still right.
     if (seed % 3 == 0) {
-        poison(d_dq, nq), poison(d_dv, nk);
+        gpu_poison(d_dq, nq), gpu_poison(d_dv, nk);
         attention_backward_cuda(d_dq, NULL, d_dv, d_scr, d_g, d_q, d_k, d_v, d_out, d_lse, B, N,
                                 M, H, D, c->scale, causal);
         compare(what, "dq (dk NULL)", d_dq, dq, nq, tmp);
         compare(what, "dv (dk NULL)", d_dv, dv, nk, tmp);
     } else if (seed % 3 == 1) {
-        poison(d_dk, nk);
+        gpu_poison(d_dk, nk);
         attention_backward_cuda(NULL, d_dk, NULL, d_scr, d_g, d_q, d_k, d_v, d_out, d_lse, B, N, M,
                                 H, D, c->scale, causal);
         compare(what, "dk (dq, dv NULL)", d_dk, dk, nk, tmp);
@@ -216,7 +184,7 @@ static void run_case(const acase *c, uint64_t seed) {
 
     // The cuBLAS baseline (bf16 tensor cores too) on the smaller cases.
     if ((size_t)H * N * M <= (size_t)8 << 20) {
-        poison(d_out, nq), poison(d_lse, nl);
+        gpu_poison(d_out, nq), gpu_poison(d_lse, nl);
         attention_forward_cuda_naive(d_out, d_lse, d_q, d_k, d_v, B, N, M, H, D, c->scale, causal);
         compare(what, "naive out", d_out, out, nq, tmp);
         compare(what, "naive lse", d_lse, lse, nl, tmp);
@@ -229,10 +197,7 @@ static void run_case(const acase *c, uint64_t seed) {
 }
 
 int main(void) {
-    if (cuda_device_count() == 0) {
-        printf("skipped: %s\n", cuda_device_describe());
-        return TEST_SKIP;
-    }
+    if (gpu_check_skip()) return TEST_SKIP;
     printf("%s\n", cuda_device_describe());
     const int quick = getenv("SELMA_GPU_QUICK") != NULL;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)

@@ -14,56 +14,12 @@
 //   cuDNN, float32 tensors with TF32 tensor cores (default math)        <= 2e-3
 //   bias gradient (a float32 reduction on both sides)                   <= 1e-4
 // and 4x these for outputs of under 256 elements (no averaging over elements).
-#include <math.h>
-#include <stdint.h>
-
 #include "kernels/conv2d.h"
-#include "kernels/rng_fill.h"
-#include "runtime/device.h"
-#include "runtime/error.h"
-#include "runtime/rng.h"
-#include "tests/check.h"
+#include "tests/gpu_check.h"
 
 #define TOL_BF16 1e-2
 #define TOL_CUDNN 2e-3
 #define TOL_BIAS 1e-4
-
-typedef struct { float *h, *d; size_t n; } buf;
-
-static buf buf_new(size_t n) {
-    buf b = {malloc((n ? n : 1) * sizeof(float)), device_alloc(DEVICE_CUDA, (n ? n : 1) * sizeof(float)), n};
-    CHECK(b.h && b.d);
-    return b;
-}
-static buf buf_randn_std(size_t n, uint64_t seed, uint64_t stream, float std) {
-    buf b = buf_new(n);
-    rng_fill_normal(b.h, n, seed, stream, 0, 0, std);
-    rng_fill_normal_cuda(b.d, n, seed, stream, 0, 0, std);
-    return b;
-}
-static buf buf_randn(size_t n, uint64_t seed, uint64_t stream) { return buf_randn_std(n, seed, stream, 1); }
-static void buf_free(buf *b) {
-    free(b->h);
-    device_free(DEVICE_CUDA, b->d);
-}
-static void poison(float *d, size_t n) { device_memset(DEVICE_CUDA, d, 0xff, n * sizeof(float)); }  // NaN
-static float *download(const float *d, size_t n) {
-    float *h = malloc((n ? n : 1) * sizeof(float));
-    device_copy(DEVICE_CPU, h, DEVICE_CUDA, d, n * sizeof(float));
-    return h;
-}
-
-// ||(gpu - base) - (cpu - base)|| / ||cpu - base||, base NULL = 0; INFINITY on NaN.
-static double rel_l2(const float *gpu, const float *cpu, const float *base, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double b = base ? base[i] : 0.0, g = (double)gpu[i] - b, c = (double)cpu[i] - b;
-        if (!isfinite(g)) return INFINITY;
-        num += (g - c) * (g - c);
-        den += c * c;
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 // A handful of elements: no averaging over elements, one cancellation shows.
 static double tol_n(double tol, size_t n) { return n < 256 ? 4 * tol : tol; }
@@ -83,12 +39,12 @@ static void check_shape(conv2d_shape s, int with_bias, uint64_t seed) {
     char shape[160];
     snprintf(shape, sizeof shape, "B=%d C=%d %dx%d OC=%d K=%d S=%d P=%d bias=%d", s.B, s.C, s.H, s.W, s.OC,
              s.K, s.stride, s.pad, with_bias);
-    buf x = buf_randn(ni, seed, 0), w = buf_randn(nw, seed, 1), b = buf_randn(s.OC, seed, 2);
-    buf g = buf_randn(no, seed, 3);
+    gpu_buf x = gpu_buf_randn(ni, seed, 0), w = gpu_buf_randn(nw, seed, 1), b = gpu_buf_randn(s.OC, seed, 2);
+    gpu_buf g = gpu_buf_randn(no, seed, 3);
     // Earlier sums, as large as the increments (~sqrt(B Ho Wo)): an overwrite fails
     // far above the tolerance.
     const float pre = sqrtf((float)s.B * Ho * Wo);
-    buf w0 = buf_randn_std(nw, seed, 5, pre), b0 = buf_randn_std(s.OC, seed, 6, pre);
+    gpu_buf w0 = gpu_buf_randn_std(nw, seed, 5, pre), b0 = gpu_buf_randn_std(s.OC, seed, 6, pre);
     const float *bias_h = with_bias ? b.h : NULL, *bias_d = with_bias ? b.d : NULL;
 
     // CPU float32.
@@ -119,23 +75,23 @@ static void check_shape(conv2d_shape s, int with_bias, uint64_t seed) {
         const double tol = variants[v].impl == CONV2D_CUDA_CUDNN ? TOL_CUDNN : TOL_BF16;
         const char *name = impl_name(variants[v].impl, variants[v].splitk, variants[v].vec);
 
-        poison(out_d, no);
+        gpu_poison(out_d, no);
         conv2d_forward_cuda(out_d, x.d, w.d, bias_d, &s);
-        float *o = download(out_d, no);
-        double e_out = rel_l2(o, out_c, NULL, no);
+        float *o = gpu_download(out_d, no);
+        double e_out = rel_l2_base(o, out_c, NULL, no);
         EXPECT(e_out <= tol_n(tol, no), "%s %s forward: rel L2 %.3g > %.1g", shape, name, e_out, tol_n(tol, no));
 
-        poison(dinp_d, ni);
+        gpu_poison(dinp_d, ni);
         conv2d_backward_data_cuda(dinp_d, g.d, w.d, &s);
-        float *di = download(dinp_d, ni);
-        double e_dinp = rel_l2(di, dinp_c, NULL, ni);
+        float *di = gpu_download(dinp_d, ni);
+        double e_dinp = rel_l2_base(di, dinp_c, NULL, ni);
         EXPECT(e_dinp <= tol_n(tol, ni), "%s %s dinp: rel L2 %.3g > %.1g", shape, name, e_dinp, tol_n(tol, ni));
 
         device_copy(DEVICE_CUDA, dw_d, DEVICE_CUDA, w0.d, nw * sizeof(float));
         device_copy(DEVICE_CUDA, db_d, DEVICE_CUDA, b0.d, s.OC * sizeof(float));
         conv2d_backward_weight_cuda(dw_d, db_d, g.d, x.d, &s);
-        float *dwh = download(dw_d, nw), *dbh = download(db_d, s.OC);
-        double e_dw = rel_l2(dwh, dw_c, w0.h, nw), e_db = rel_l2(dbh, db_c, b0.h, s.OC);
+        float *dwh = gpu_download(dw_d, nw), *dbh = gpu_download(db_d, s.OC);
+        double e_dw = rel_l2_base(dwh, dw_c, w0.h, nw), e_db = rel_l2_base(dbh, db_c, b0.h, s.OC);
         EXPECT(e_dw <= tol_n(tol, nw), "%s %s dw: rel L2 %.3g > %.1g", shape, name, e_dw, tol_n(tol, nw));
         EXPECT(e_db <= tol_n(TOL_BIAS, s.OC), "%s %s db: rel L2 %.3g > %.1g", shape, name, e_db, tol_n(TOL_BIAS, s.OC));
         printf("%-48s %-20s out %.2e dinp %.2e dw %.2e db %.2e\n", shape, name, e_out, e_dinp, e_dw, e_db);
@@ -151,11 +107,11 @@ static void check_shape(conv2d_shape s, int with_bias, uint64_t seed) {
     conv2d_cuda_splitk = 0;
     conv2d_cuda_vec = 1;
     device_copy(DEVICE_CUDA, dw_d, DEVICE_CUDA, w0.d, nw * sizeof(float));
-    poison(dinp_d, ni);
+    gpu_poison(dinp_d, ni);
     conv2d_backward_cuda(NULL, dw_d, NULL, g.d, x.d, w.d, &s);
     conv2d_backward_cuda(dinp_d, NULL, NULL, g.d, x.d, w.d, &s);
-    float *dwh = download(dw_d, nw), *di = download(dinp_d, ni);
-    double e_dw = rel_l2(dwh, dw_c, w0.h, nw), e_di = rel_l2(di, dinp_c, NULL, ni);
+    float *dwh = gpu_download(dw_d, nw), *di = gpu_download(dinp_d, ni);
+    double e_dw = rel_l2_base(dwh, dw_c, w0.h, nw), e_di = rel_l2_base(di, dinp_c, NULL, ni);
     EXPECT(e_dw <= tol_n(TOL_BF16, nw), "%s backward(NULL, dw, NULL): rel L2 %.3g", shape, e_dw);
     EXPECT(e_di <= tol_n(TOL_BF16, ni), "%s backward(dinp, NULL, NULL): rel L2 %.3g", shape, e_di);
     free(dwh);
@@ -170,19 +126,16 @@ static void check_shape(conv2d_shape s, int with_bias, uint64_t seed) {
     free(dinp_c);
     free(dw_c);
     free(db_c);
-    buf_free(&x);
-    buf_free(&w);
-    buf_free(&b);
-    buf_free(&g);
-    buf_free(&w0);
-    buf_free(&b0);
+    gpu_buf_free(&x);
+    gpu_buf_free(&w);
+    gpu_buf_free(&b);
+    gpu_buf_free(&g);
+    gpu_buf_free(&w0);
+    gpu_buf_free(&b0);
 }
 
 int main(void) {
-    if (cuda_device_count() == 0) {
-        printf("skipped: %s\n", cuda_device_describe());
-        return TEST_SKIP;
-    }
+    if (gpu_check_skip()) return TEST_SKIP;
     printf("%s; cuDNN %s\n", cuda_device_describe(), conv2d_cuda_have_cudnn() ? "built" : "not built");
     const conv2d_shape shapes[] = {
         // shapes-world UNet: C 32-128 at 32x32 / 16x16 / 8x8

@@ -35,9 +35,7 @@
 #include "kernels/softmax.h"
 #include "kernels/timestep_embedding.h"
 #include "kernels/upsample.h"
-#include "runtime/device.h"
-#include "runtime/error.h"
-#include "tests/check.h"
+#include "tests/gpu_check.h"
 
 #define TOL 1e-5
 #define TOL_ACC 5e-5
@@ -77,12 +75,8 @@ static void pool_free(void) {
     g_npool = 0;
 }
 
-static void download(pair *p) {
-    device_sync();
-    device_copy(DEVICE_CPU, p->h, DEVICE_CUDA, p->d, p->n * sizeof(float));
-}
-
-static void upload(pair *p) { device_copy(DEVICE_CUDA, p->d, DEVICE_CPU, p->h, p->n * sizeof(float)); }
+static void download(pair *p) { gpu_to_host(p->h, p->d, p->n); }
+static void upload(pair *p) { gpu_from_host(p->d, p->h, p->n); }
 
 // Fresh random values drawn on the GPU, copied to the host twin.
 static pair *p_normal(size_t n, float mean, float std) {
@@ -100,7 +94,7 @@ static pair *p_uniform(size_t n, float lo, float hi) {
 }
 
 static void poison(pair *p) {
-    device_memset(DEVICE_CUDA, p->d, 0xFF, p->n * sizeof(float));  // all-ones: NaN
+    gpu_poison(p->d, p->n);
     for (size_t i = 0; i < p->n; i++) p->h[i] = 1e30f;  // junk the CPU must overwrite
 }
 
@@ -121,9 +115,7 @@ static pair *p_copy(const pair *src) {
 
 // ||gpu - cpu|| / ||cpu|| and max |gpu - cpu| / max(1, max |cpu|) <= tol; no NaN.
 static void compare(const char *what, pair *p, double tol) {
-    float *g = malloc((p->n ? p->n : 1) * sizeof *g);
-    device_sync();
-    device_copy(DEVICE_CPU, g, DEVICE_CUDA, p->d, p->n * sizeof(float));
+    float *g = gpu_download(p->d, p->n);
     double se = 0, sr = 0, worst = 0, scale = 1;
     size_t bad = 0;
     for (size_t i = 0; i < p->n; i++) {
@@ -148,8 +140,48 @@ static void compare(const char *what, pair *p, double tol) {
 static char g_name[256];
 #define NAME(...) (snprintf(g_name, sizeof g_name, __VA_ARGS__), g_name)
 
-// ---- group norm -----------------------------------------------------------------------
-// mode 0: all gradients, 1: dinp only, 2: parameter gradients only.
+// ---- group norm, layer norm -----------------------------------------------------------
+#define HOST(p) ((p) ? (p)->h : NULL)
+#define DEV(p) ((p) ? (p)->d : NULL)
+
+// The backward of group norm (G > 0: B C HW, G groups) or of layer norm (G == 0: B
+// rows of C) on both sides; NULL gradients skipped.
+static void norm_backward_both(pair *dx, pair *dw, pair *db, const pair *dy, const pair *x,
+                               const pair *w, const pair *m, const pair *r, int B, int C, int HW,
+                               int G) {
+    if (G) {
+        groupnorm_backward(HOST(dx), HOST(dw), HOST(db), dy->h, x->h, HOST(w), m->h, r->h, B, C, HW, G);
+        groupnorm_backward_cuda(DEV(dx), DEV(dw), DEV(db), dy->d, x->d, DEV(w), m->d, r->d, B, C, HW, G);
+    } else {
+        layernorm_backward(HOST(dx), HOST(dw), HOST(db), dy->h, x->h, HOST(w), m->h, r->h, B, C);
+        layernorm_backward_cuda(DEV(dx), DEV(dw), DEV(db), dy->d, x->d, DEV(w), m->d, r->d, B, C);
+    }
+}
+
+// The forward's out, mean and rstd (already run on both sides) against the CPU's; then
+// the backward from the CPU's statistics on both sides, so that it is checked alone, in
+// mode 0: all gradients, 1: dinp only, 2: parameter gradients only (tol_params: dw, db).
+static void check_norm(const char *op, const char *t, pair *x, pair *w, pair *y, pair *m, pair *r,
+                       int B, int C, int HW, int G, double tol_params) {
+    const size_t n = (size_t)B * C * HW;
+    compare(NAME("%s fwd out  %s", op, t), y, TOL);
+    compare(NAME("%s fwd mean %s", op, t), m, TOL);
+    compare(NAME("%s fwd rstd %s", op, t), r, TOL);
+    upload(m);
+    upload(r);
+    pair *dy = p_normal(n, 0, 1);
+    for (int mode = 0; mode < 3; mode++) {
+        pair *dx = mode == 2 ? NULL : p_out(n);
+        pair *dw0 = mode == 1 ? NULL : p_normal(C, 0, 1), *db0 = mode == 1 ? NULL : p_normal(C, 0, 1);
+        norm_backward_both(dx, dw0, db0, dy, x, w, m, r, B, C, HW, G);
+        const char *mn = mode == 0 ? "" : mode == 1 ? " (dinp only)" : " (params only)";
+        if (dx) compare(NAME("%s bwd dinp%s %s", op, mn, t), dx, TOL);
+        if (dw0) compare(NAME("%s bwd dw += %s %s", op, mn, t), dw0, tol_params);
+        if (db0) compare(NAME("%s bwd db += %s %s", op, mn, t), db0, tol_params);
+    }
+    pool_free();
+}
+
 static void check_groupnorm(int B, int C, int HW, int G, int affine, float mean, float std) {
     const size_t n = (size_t)B * C * HW;
     pair *x = p_normal(n, mean, std);
@@ -161,29 +193,9 @@ static void check_groupnorm(int B, int C, int HW, int G, int affine, float mean,
     char t[160];
     snprintf(t, sizeof t, "B%d C%d HW%d G%d%s x~N(%g,%g)%s", B, C, HW, G, affine ? "" : " noaffine",
              mean, std, g_off ? " unaligned" : "");
-    compare(NAME("groupnorm fwd out  %s", t), y, TOL);
-    compare(NAME("groupnorm fwd mean %s", t), m, TOL);
-    compare(NAME("groupnorm fwd rstd %s", t), r, TOL);
-    // Backward from the CPU's statistics on both sides, so that it is checked alone.
-    upload(m);
-    upload(r);
-    pair *dy = p_normal(n, 0, 1);
-    for (int mode = 0; mode < 3; mode++) {
-        pair *dx = mode == 2 ? NULL : p_out(n);
-        pair *dw0 = mode == 1 ? NULL : p_normal(C, 0, 1), *db0 = mode == 1 ? NULL : p_normal(C, 0, 1);
-        groupnorm_backward(dx ? dx->h : NULL, dw0 ? dw0->h : NULL, db0 ? db0->h : NULL, dy->h, x->h,
-                           w ? w->h : NULL, m->h, r->h, B, C, HW, G);
-        groupnorm_backward_cuda(dx ? dx->d : NULL, dw0 ? dw0->d : NULL, db0 ? db0->d : NULL, dy->d,
-                                x->d, w ? w->d : NULL, m->d, r->d, B, C, HW, G);
-        const char *mn = mode == 0 ? "" : mode == 1 ? " (dinp only)" : " (params only)";
-        if (dx) compare(NAME("groupnorm bwd dinp%s %s", mn, t), dx, TOL);
-        if (dw0) compare(NAME("groupnorm bwd dw += %s %s", mn, t), dw0, TOL);
-        if (db0) compare(NAME("groupnorm bwd db += %s %s", mn, t), db0, TOL);
-    }
-    pool_free();
+    check_norm("groupnorm", t, x, w, y, m, r, B, C, HW, G, TOL);
 }
 
-// ---- layer norm -----------------------------------------------------------------------
 static void check_layernorm(int N, int C, int affine) {
     const size_t n = (size_t)N * C;
     pair *x = p_normal(n, 0.3f, 1.5f);
@@ -193,30 +205,28 @@ static void check_layernorm(int N, int C, int affine) {
     layernorm_forward_cuda(y->d, m->d, r->d, x->d, w ? w->d : NULL, b ? b->d : NULL, N, C, 1e-5f);
     char t[160];
     snprintf(t, sizeof t, "N%d C%d%s%s", N, C, affine ? "" : " noaffine", g_off ? " unaligned" : "");
-    compare(NAME("layernorm fwd out  %s", t), y, TOL);
-    compare(NAME("layernorm fwd mean %s", t), m, TOL);
-    compare(NAME("layernorm fwd rstd %s", t), r, TOL);
-    upload(m);
-    upload(r);
-    pair *dy = p_normal(n, 0, 1);
-    for (int mode = 0; mode < 3; mode++) {
-        pair *dx = mode == 2 ? NULL : p_out(n);
-        pair *dw0 = mode == 1 ? NULL : p_normal(C, 0, 1), *db0 = mode == 1 ? NULL : p_normal(C, 0, 1);
-        layernorm_backward(dx ? dx->h : NULL, dw0 ? dw0->h : NULL, db0 ? db0->h : NULL, dy->h, x->h,
-                           w ? w->h : NULL, m->h, r->h, N, C);
-        layernorm_backward_cuda(dx ? dx->d : NULL, dw0 ? dw0->d : NULL, db0 ? db0->d : NULL, dy->d,
-                                x->d, w ? w->d : NULL, m->d, r->d, N, C);
-        const char *mn = mode == 0 ? "" : mode == 1 ? " (dinp only)" : " (params only)";
-        if (dx) compare(NAME("layernorm bwd dinp%s %s", mn, t), dx, TOL);
-        if (dw0) compare(NAME("layernorm bwd dw += %s %s", mn, t), dw0, TOL_ACC);
-        if (db0) compare(NAME("layernorm bwd db += %s %s", mn, t), db0, TOL_ACC);
-    }
-    pool_free();
+    check_norm("layernorm", t, x, w, y, m, r, N, C, 1, 0, TOL_ACC);
 }
 
 // ---- activations ----------------------------------------------------------------------
 static const char *gelu_name(gelu_kind k) {
     return k == GELU_ERF ? "erf" : k == GELU_TANH ? "tanh" : "quick";
+}
+
+// kind -1: SiLU, else GELU of that kind, on both sides: y = f(in), dx = f'(x) dy.
+static void act_both(int kind, pair *y, const pair *in, pair *dx, const pair *dy, const pair *x,
+                     size_t n) {
+    if (kind < 0) {
+        silu_forward(y->h, in->h, n);
+        silu_forward_cuda(y->d, in->d, n);
+        silu_backward(dx->h, dy->h, x->h, n);
+        silu_backward_cuda(dx->d, dy->d, x->d, n);
+    } else {
+        gelu_forward(y->h, in->h, n, (gelu_kind)kind);
+        gelu_forward_cuda(y->d, in->d, n, (gelu_kind)kind);
+        gelu_backward(dx->h, dy->h, x->h, n, (gelu_kind)kind);
+        gelu_backward_cuda(dx->d, dy->d, x->d, n, (gelu_kind)kind);
+    }
 }
 
 // kind -1: SiLU, else GELU of that kind. Then the same in place (out == inp,
@@ -226,32 +236,12 @@ static void check_pointwise(size_t n, int kind) {
     snprintf(t, sizeof t, "%s n%zu%s", kind < 0 ? "silu" : gelu_name((gelu_kind)kind), n,
              g_off ? " unaligned" : "");
     pair *x = p_normal(n, 0, 4), *y = p_out(n), *dy = p_normal(n, 0, 1), *dx = p_out(n);
-    if (kind < 0) {
-        silu_forward(y->h, x->h, n);
-        silu_forward_cuda(y->d, x->d, n);
-        silu_backward(dx->h, dy->h, x->h, n);
-        silu_backward_cuda(dx->d, dy->d, x->d, n);
-    } else {
-        gelu_forward(y->h, x->h, n, (gelu_kind)kind);
-        gelu_forward_cuda(y->d, x->d, n, (gelu_kind)kind);
-        gelu_backward(dx->h, dy->h, x->h, n, (gelu_kind)kind);
-        gelu_backward_cuda(dx->d, dy->d, x->d, n, (gelu_kind)kind);
-    }
+    act_both(kind, y, x, dx, dy, x, n);
     compare(NAME("act fwd %s", t), y, TOL);
     compare(NAME("act bwd %s", t), dx, TOL);
     // In place: y := f(y) starting from x; dx := f'(dx) starting from dy.
     pair *yi = p_copy(x), *dxi = p_copy(dy);
-    if (kind < 0) {
-        silu_forward(yi->h, yi->h, n);
-        silu_forward_cuda(yi->d, yi->d, n);
-        silu_backward(dxi->h, dxi->h, x->h, n);
-        silu_backward_cuda(dxi->d, dxi->d, x->d, n);
-    } else {
-        gelu_forward(yi->h, yi->h, n, (gelu_kind)kind);
-        gelu_forward_cuda(yi->d, yi->d, n, (gelu_kind)kind);
-        gelu_backward(dxi->h, dxi->h, x->h, n, (gelu_kind)kind);
-        gelu_backward_cuda(dxi->d, dxi->d, x->d, n, (gelu_kind)kind);
-    }
+    act_both(kind, yi, yi, dxi, dxi, x, n);
     compare(NAME("act fwd in place %s", t), yi, TOL);
     compare(NAME("act bwd in place %s", t), dxi, TOL);
     // A NULL dinp is a no-op.
@@ -506,10 +496,7 @@ static void run_all(int full) {
 }
 
 int main(void) {
-    if (cuda_device_count() == 0) {
-        printf("skipped: %s\n", cuda_device_describe());
-        return TEST_SKIP;
-    }
+    if (gpu_check_skip()) return TEST_SKIP;
     printf("%s\n", cuda_device_describe());
     const char *s = getenv("SELMA_TEST_SEED");
     if (s && *s) g_seed = strtoull(s, NULL, 10);

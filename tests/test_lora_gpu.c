@@ -10,80 +10,19 @@
 //   bf16 tensor-core GEMM (fused lora forward, lora dinp, R = 0)    <= 1e-2
 //   float32 reductions (linear db)                                  <= 1e-4
 // and 4x these for outputs of under 256 elements (no averaging over elements).
-#include <math.h>
-#include <stdint.h>
-
 #include "kernels/linear.h"
 #include "kernels/lora.h"
-#include "kernels/rng_fill.h"
-#include "runtime/device.h"
-#include "runtime/error.h"
-#include "runtime/rng.h"
-#include "tests/check.h"
+#include "tests/gpu_check.h"
 
 #define TOL_TF32 1e-3
 #define TOL_BF16 1e-2
 #define TOL_F32 1e-4
 
-typedef struct { float *h, *d; size_t n; } buf;
-
-static buf buf_new(size_t n) {
-    buf b = {malloc((n ? n : 1) * sizeof(float)), device_alloc(DEVICE_CUDA, (n ? n : 1) * sizeof(float)), n};
-    CHECK(b.h && b.d);
-    return b;
-}
-static buf buf_randn_std(size_t n, uint64_t seed, uint64_t stream, float std) {
-    buf b = buf_new(n);
-    rng_fill_normal(b.h, n, seed, stream, 0, 0, std);
-    rng_fill_normal_cuda(b.d, n, seed, stream, 0, 0, std);
-    return b;
-}
-static buf buf_randn(size_t n, uint64_t seed, uint64_t stream) { return buf_randn_std(n, seed, stream, 1); }
-static void buf_free(buf *b) {
-    free(b->h);
-    device_free(DEVICE_CUDA, b->d);
-}
-// A device buffer poisoned with NaN.
-static float *dev_nan(size_t n) {
-    float *d = device_alloc(DEVICE_CUDA, (n ? n : 1) * sizeof(float));
-    CHECK(d);
-    device_memset(DEVICE_CUDA, d, 0xff, n * sizeof(float));
-    return d;
-}
-static void poison(float *d, size_t n) { device_memset(DEVICE_CUDA, d, 0xff, n * sizeof(float)); }
-static float *download(const float *d, size_t n) {
-    float *h = malloc((n ? n : 1) * sizeof(float));
-    device_copy(DEVICE_CPU, h, DEVICE_CUDA, d, n * sizeof(float));
-    return h;
-}
-static float *copy_h(const float *h, size_t n) {
-    float *c = malloc((n ? n : 1) * sizeof(float));
-    memcpy(c, h, n * sizeof(float));
-    return c;
-}
-static float *copy_d(const float *d, size_t n) {
-    float *c = device_alloc(DEVICE_CUDA, (n ? n : 1) * sizeof(float));
-    device_copy(DEVICE_CUDA, c, DEVICE_CUDA, d, n * sizeof(float));
-    return c;
-}
-
-// ||(gpu - base) - (cpu - base)|| / ||cpu - base||, base NULL = 0; INFINITY on NaN.
-static double rel_l2(const float *gpu, const float *cpu, const float *base, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double b = base ? base[i] : 0.0, g = (double)gpu[i] - b, c = (double)cpu[i] - b;
-        if (!isfinite(g)) return INFINITY;
-        num += (g - c) * (g - c);
-        den += c * c;
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 // Downloads d and compares with cpu; returns the error for the summary line.
 static double cmp(const char *shape, const char *what, const float *d, const float *cpu, const float *base,
                   size_t n, double tol) {
-    float *g = download(d, n);
-    double e = rel_l2(g, cpu, base, n);
+    float *g = gpu_download(d, n);
+    double e = rel_l2_base(g, cpu, base, n);
     if (n < 256) tol *= 4;  // a handful of elements: no averaging, one cancellation shows
     EXPECT(e <= tol, "%s %s: rel L2 %.3g > %.1g", shape, what, e, tol);
     free(g);
@@ -94,16 +33,16 @@ static void check_linear(int N, int C, int OC, int with_bias, uint64_t seed) {
     char shape[96];
     snprintf(shape, sizeof shape, "linear N=%d C=%d OC=%d bias=%d", N, C, OC, with_bias);
     const size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
-    buf x = buf_randn(ni, seed, 0), w = buf_randn(nw, seed, 1), b = buf_randn(OC, seed, 2);
+    gpu_buf x = gpu_buf_randn(ni, seed, 0), w = gpu_buf_randn(nw, seed, 1), b = gpu_buf_randn(OC, seed, 2);
     // Earlier sums as large as the increments (~sqrt(N)): an overwrite fails clearly.
-    buf g = buf_randn(no, seed, 3), w0 = buf_randn_std(nw, seed, 4, sqrtf((float)N)),
-        b0 = buf_randn_std(OC, seed, 5, sqrtf((float)N));
+    gpu_buf g = gpu_buf_randn(no, seed, 3), w0 = gpu_buf_randn_std(nw, seed, 4, sqrtf((float)N)),
+            b0 = gpu_buf_randn_std(OC, seed, 5, sqrtf((float)N));
     float *out_c = malloc(no * sizeof(float)), *dinp_c = malloc(ni * sizeof(float));
-    float *dw_c = copy_h(w0.h, nw), *db_c = copy_h(b0.h, OC);
+    float *dw_c = host_dup(w0.h, nw), *db_c = host_dup(b0.h, OC);
     linear_forward(out_c, x.h, w.h, with_bias ? b.h : NULL, N, C, OC);
     linear_backward(dinp_c, dw_c, db_c, g.h, x.h, w.h, N, C, OC);
 
-    float *out_d = dev_nan(no), *dinp_d = dev_nan(ni), *dw_d = copy_d(w0.d, nw), *db_d = copy_d(b0.d, OC);
+    float *out_d = gpu_nan(no), *dinp_d = gpu_nan(ni), *dw_d = gpu_dup(w0.d, nw), *db_d = gpu_dup(b0.d, OC);
     linear_forward_cuda(out_d, x.d, w.d, with_bias ? b.d : NULL, N, C, OC);
     linear_backward_cuda(dinp_d, dw_d, db_d, g.d, x.d, w.d, N, C, OC);
     double e0 = cmp(shape, "out", out_d, out_c, NULL, no, TOL_TF32);
@@ -125,12 +64,12 @@ static void check_linear(int N, int C, int OC, int with_bias, uint64_t seed) {
     free(dinp_c);
     free(dw_c);
     free(db_c);
-    buf_free(&x);
-    buf_free(&w);
-    buf_free(&b);
-    buf_free(&g);
-    buf_free(&w0);
-    buf_free(&b0);
+    gpu_buf_free(&x);
+    gpu_buf_free(&w);
+    gpu_buf_free(&b);
+    gpu_buf_free(&g);
+    gpu_buf_free(&w0);
+    gpu_buf_free(&b0);
 }
 
 static void check_lora(int N, int C, int OC, int R, int with_bias, uint64_t seed) {
@@ -140,27 +79,28 @@ static void check_lora(int N, int C, int OC, int R, int with_bias, uint64_t seed
     const float scale = 1.0f / sqrtf((float)R);
     const size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
     const size_t na = (size_t)R * C, nb = (size_t)OC * R, nh = (size_t)N * R;
-    buf x = buf_randn(ni, seed, 0), w = buf_randn(nw, seed, 1), b = buf_randn(OC, seed, 2);
-    buf A = buf_randn(na, seed, 3), Bm = buf_randn(nb, seed, 4), g = buf_randn(no, seed, 5);
-    buf h_in = buf_randn(nh, seed, 6);  // the backward's h: an input of its own
-    buf a0 = buf_randn_std(na, seed, 7, sqrtf((float)N)), b0 = buf_randn_std(nb, seed, 8, sqrtf((float)N));
+    gpu_buf x = gpu_buf_randn(ni, seed, 0), w = gpu_buf_randn(nw, seed, 1), b = gpu_buf_randn(OC, seed, 2);
+    gpu_buf A = gpu_buf_randn(na, seed, 3), Bm = gpu_buf_randn(nb, seed, 4), g = gpu_buf_randn(no, seed, 5);
+    gpu_buf h_in = gpu_buf_randn(nh, seed, 6);  // the backward's h: an input of its own
+    gpu_buf a0 = gpu_buf_randn_std(na, seed, 7, sqrtf((float)N));
+    gpu_buf b0 = gpu_buf_randn_std(nb, seed, 8, sqrtf((float)N));
     const float *bias_h = with_bias ? b.h : NULL, *bias_d = with_bias ? b.d : NULL;
 
     // CPU float32.
     float *out_c = malloc(no * sizeof(float)), *h_c = malloc(nh * sizeof(float));
     float *dinp_c = malloc(ni * sizeof(float)), *dh_c = malloc(nh * sizeof(float));
-    float *da_c = copy_h(a0.h, na), *dbm_c = copy_h(b0.h, nb);
+    float *da_c = host_dup(a0.h, na), *dbm_c = host_dup(b0.h, nb);
     lora_linear_forward(out_c, h_c, x.h, w.h, bias_h, A.h, Bm.h, scale, N, C, OC, R);
     lora_linear_backward(dinp_c, da_c, dbm_c, dh_c, g.h, x.h, h_in.h, w.h, A.h, Bm.h, scale, N, C, OC, R);
 
     // Fused forward.
-    float *out_d = dev_nan(no), *h_d = dev_nan(nh);
+    float *out_d = gpu_nan(no), *h_d = gpu_nan(nh);
     lora_linear_forward_cuda(out_d, h_d, x.d, w.d, bias_d, A.d, Bm.d, scale, N, C, OC, R);
     double e_out = cmp(shape, "fused out", out_d, out_c, NULL, no, TOL_BF16);
     double e_h = cmp(shape, "fused h", h_d, h_c, NULL, nh, TOL_TF32);
     // Unfused baseline.
-    poison(out_d, no);
-    poison(h_d, nh);
+    gpu_poison(out_d, no);
+    gpu_poison(h_d, nh);
     lora_linear_forward_cuda_unfused(out_d, h_d, x.d, w.d, bias_d, A.d, Bm.d, scale, N, C, OC, R);
     double e_unf = cmp(shape, "unfused out", out_d, out_c, NULL, no, TOL_TF32);
     cmp(shape, "unfused h", h_d, h_c, NULL, nh, TOL_TF32);
@@ -168,14 +108,14 @@ static void check_lora(int N, int C, int OC, int R, int with_bias, uint64_t seed
     {
         float *base_c = malloc(no * sizeof(float));
         linear_forward(base_c, x.h, w.h, bias_h, N, C, OC);
-        poison(out_d, no);
+        gpu_poison(out_d, no);
         lora_linear_forward_cuda(out_d, NULL, x.d, w.d, bias_d, NULL, NULL, scale, N, C, OC, 0);
         cmp(shape, "R=0 out", out_d, base_c, NULL, no, TOL_BF16);
         free(base_c);
     }
 
     // Backward, all gradients.
-    float *dinp_d = dev_nan(ni), *dh_d = dev_nan(nh), *da_d = copy_d(a0.d, na), *dbm_d = copy_d(b0.d, nb);
+    float *dinp_d = gpu_nan(ni), *dh_d = gpu_nan(nh), *da_d = gpu_dup(a0.d, na), *dbm_d = gpu_dup(b0.d, nb);
     lora_linear_backward_cuda(dinp_d, da_d, dbm_d, dh_d, g.d, x.d, h_in.d, w.d, A.d, Bm.d, scale, N, C, OC, R);
     double e_dinp = cmp(shape, "dinp", dinp_d, dinp_c, NULL, ni, TOL_BF16);
     double e_dh = cmp(shape, "dh", dh_d, dh_c, NULL, nh, TOL_TF32);
@@ -188,8 +128,8 @@ static void check_lora(int N, int C, int OC, int R, int with_bias, uint64_t seed
     device_copy(DEVICE_CUDA, dbm_d, DEVICE_CUDA, b0.d, nb * sizeof(float));
     lora_linear_backward_cuda(NULL, NULL, dbm_d, NULL, g.d, x.d, h_in.d, w.d, A.d, Bm.d, scale, N, C, OC, R);
     cmp(shape, "dlora_b alone", dbm_d, dbm_c, b0.h, nb, TOL_TF32);
-    poison(dinp_d, ni);
-    poison(dh_d, nh);
+    gpu_poison(dinp_d, ni);
+    gpu_poison(dh_d, nh);
     lora_linear_backward_cuda(dinp_d, NULL, NULL, dh_d, g.d, x.d, h_in.d, w.d, A.d, Bm.d, scale, N, C, OC, R);
     cmp(shape, "dinp alone", dinp_d, dinp_c, NULL, ni, TOL_BF16);
 
@@ -205,22 +145,19 @@ static void check_lora(int N, int C, int OC, int R, int with_bias, uint64_t seed
     free(dh_c);
     free(da_c);
     free(dbm_c);
-    buf_free(&x);
-    buf_free(&w);
-    buf_free(&b);
-    buf_free(&A);
-    buf_free(&Bm);
-    buf_free(&g);
-    buf_free(&h_in);
-    buf_free(&a0);
-    buf_free(&b0);
+    gpu_buf_free(&x);
+    gpu_buf_free(&w);
+    gpu_buf_free(&b);
+    gpu_buf_free(&A);
+    gpu_buf_free(&Bm);
+    gpu_buf_free(&g);
+    gpu_buf_free(&h_in);
+    gpu_buf_free(&a0);
+    gpu_buf_free(&b0);
 }
 
 int main(void) {
-    if (cuda_device_count() == 0) {
-        printf("skipped: %s\n", cuda_device_describe());
-        return TEST_SKIP;
-    }
+    if (gpu_check_skip()) return TEST_SKIP;
     printf("%s\n", cuda_device_describe());
     // SELMA_GPU_QUICK=1 (bench/gpu/check.sh's compute-sanitizer pass): the shapes with
     // up to 1024 tokens only.

@@ -2,16 +2,10 @@
 // the same inputs on both sides). Skipped (77) without a CUDA device.
 #include <stdint.h>
 
-#include "kernels/rng_fill.h"
-#include "runtime/device.h"
-#include "runtime/rng.h"
-#include "tests/check.h"
+#include "tests/gpu_check.h"
 
 int main(void) {
-    if (cuda_device_count() == 0) {
-        printf("skipped: %s\n", cuda_device_describe());
-        return TEST_SKIP;
-    }
+    if (gpu_check_skip()) return TEST_SKIP;
     enum { N = 1 << 20 };
     float *cpu = malloc(N * sizeof(float)), *gpu = malloc(N * sizeof(float));
     float *d = device_alloc(DEVICE_CUDA, N * sizeof(float));

@@ -116,6 +116,50 @@ __device__ __forceinline__ void acc_to_a(uint32_t a[4], const float (&c)[NT][4],
     a[3] = pack_bf16(c[2 * kt + 1][2], c[2 * kt + 1][3]);
 }
 
+// ---- a warp's 16-row GEMMs ---------------------------------------------------------------
+
+template <int NT>
+__device__ __forceinline__ void zero_acc(float (&c)[NT][4]) {
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) c[nt][0] = c[nt][1] = c[nt][2] = c[nt][3] = 0.f;
+}
+
+// c (16 x 8 NT) += A B over KT k-tiles of 16: A = rows r0.. of the row-major X (row
+// stride SX), B stored transposed in Y (row stride SY; load_b).
+template <int KT, int SX, int SY, int NT>
+__device__ __forceinline__ void mma_smem_a(float (&c)[NT][4], const bf16 *X, int r0, const bf16 *Y,
+                                           int g, int t) {
+#pragma unroll
+    for (int kt = 0; kt < KT; kt++) {
+        uint32_t a[4];
+        load_a<SX>(a, X, r0, kt * 16, g, t);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            uint32_t bb[2];
+            load_b<SY>(bb, Y, nt * 8, kt * 16, g, t);
+            mma16816(c[nt], a, bb);
+        }
+    }
+}
+
+// c (16 x 8 NT) += P B with A = P from the accumulators p (16 x 8 NTP, so NTP / 2
+// k-tiles; acc_to_a), B stored transposed in Y (row stride SY; load_b).
+template <int SY, int NTP, int NT>
+__device__ __forceinline__ void mma_acc_a(float (&c)[NT][4], const float (&p)[NTP][4], const bf16 *Y,
+                                          int g, int t) {
+#pragma unroll
+    for (int kt = 0; kt < NTP / 2; kt++) {
+        uint32_t a[4];
+        acc_to_a<NTP>(a, p, kt);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            uint32_t bb[2];
+            load_b<SY>(bb, Y, nt * 8, kt * 16, g, t);
+            mma16816(c[nt], a, bb);
+        }
+    }
+}
+
 // ---- staging float32 tiles into bf16 shared memory ------------------------------------
 
 // Reads row r < valid, columns d..d+3 of a (rows, D) slice with row stride ld; zeros
@@ -230,8 +274,7 @@ attn_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *_
     stage_rows<kBR, DP>(Qs, qb, min(kBR, N - q0), HD, D, vec);
 
     float o[NTO][4];
-#pragma unroll
-    for (int nt = 0; nt < NTO; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
+    zero_acc(o);
     float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
 
     const int kv_end = causal ? min(M, q0 + kBR) : M;
@@ -244,19 +287,8 @@ attn_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *_
 
         // S (16 x kBC) = Q_w K^T
         float s[NTS][4];
-#pragma unroll
-        for (int nt = 0; nt < NTS; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-#pragma unroll
-        for (int kt = 0; kt < DP / 16; kt++) {
-            uint32_t a[4];
-            load_a<DS>(a, Qs, r0, kt * 16, g, t);
-#pragma unroll
-            for (int nt = 0; nt < NTS; nt++) {
-                uint32_t bb[2];
-                load_b<DS>(bb, Ks, nt * 8, kt * 16, g, t);
-                mma16816(s[nt], a, bb);
-            }
-        }
+        zero_acc(s);
+        mma_smem_a<DP / 16, DS, DS>(s, Qs, r0, Ks, g, t);
 
         // Scale to the log2 domain, mask, online softmax.
         const bool mask = kv0 + kBC > M || (causal && kv0 + kBC - 1 > q0 + r0);
@@ -307,17 +339,7 @@ attn_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *_
         }
 
         // O += P V: A = P from the accumulators, B = V (k = key, n = d) from V^T.
-#pragma unroll
-        for (int kt = 0; kt < kBC / 16; kt++) {
-            uint32_t a[4];
-            acc_to_a<NTS>(a, s, kt);
-#pragma unroll
-            for (int nt = 0; nt < NTO; nt++) {
-                uint32_t bb[2];
-                load_b<CS>(bb, Vt, nt * 8, kt * 16, g, t);
-                mma16816(o[nt], a, bb);
-            }
-        }
+        mma_acc_a<CS>(o, s, Vt, g, t);
     }
 
     float inv[2];
@@ -388,8 +410,7 @@ attn_bwd_dq_kernel(float *__restrict__ dq, const float *__restrict__ dout,
     stage_rows<kBR, DP>(dOs, dout + qoff, qvalid, HD, D, vec);
 
     float acc[NTO][4];
-#pragma unroll
-    for (int nt = 0; nt < NTO; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+    zero_acc(acc);
 
     const int kv_end = causal ? min(M, q0 + kBR) : M;
     for (int kv0 = 0; kv0 < kv_end; kv0 += kBC) {
@@ -402,10 +423,8 @@ attn_bwd_dq_kernel(float *__restrict__ dq, const float *__restrict__ dout,
 
         // S = Q_w K^T and dP = dO_w V^T (16 x kBC each)
         float s[NTS][4], dp[NTS][4];
-#pragma unroll
-        for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-            for (int c = 0; c < 4; c++) s[nt][c] = dp[nt][c] = 0.f;
+        zero_acc(s);
+        zero_acc(dp);
 #pragma unroll
         for (int kt = 0; kt < DP / 16; kt++) {
             uint32_t a[4], a2[4];
@@ -431,17 +450,7 @@ attn_bwd_dq_kernel(float *__restrict__ dq, const float *__restrict__ dout,
                 s[nt][c] = p * (dp[nt][c] - drow[c >> 1]);
             }
         // dQ += dS K: B (k = key, n = d) from K^T.
-#pragma unroll
-        for (int kt = 0; kt < kBC / 16; kt++) {
-            uint32_t a[4];
-            acc_to_a<NTS>(a, s, kt);
-#pragma unroll
-            for (int nt = 0; nt < NTO; nt++) {
-                uint32_t bb[2];
-                load_b<CS>(bb, Kt, nt * 8, kt * 16, g, t);
-                mma16816(acc[nt], a, bb);
-            }
-        }
+        mma_acc_a<CS>(acc, s, Kt, g, t);
     }
     const float mul[2] = {scale, scale};
     store_acc<DP>(dq + qoff, acc, r0, N - q0, HD, D, mul, g, t);
@@ -478,10 +487,8 @@ attn_bwd_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const float
     stage_rows<kBK, DP>(Vs, v + koff, kvalid, HD, D, vec);
 
     float adk[NTO][4], adv[NTO][4];
-#pragma unroll
-    for (int nt = 0; nt < NTO; nt++)
-#pragma unroll
-        for (int c = 0; c < 4; c++) adk[nt][c] = adv[nt][c] = 0.f;
+    zero_acc(adk);
+    zero_acc(adv);
 
     // Causal: queries i < kv0 see none of these keys.
     const int qstart = causal ? (kv0 / BQ) * BQ : 0;
@@ -501,19 +508,8 @@ attn_bwd_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const float
 
         // S^T (16 keys x BQ queries) = K_w Q^T, then P^T.
         float st[NTQ][4];
-#pragma unroll
-        for (int nt = 0; nt < NTQ; nt++) st[nt][0] = st[nt][1] = st[nt][2] = st[nt][3] = 0.f;
-#pragma unroll
-        for (int kt = 0; kt < DP / 16; kt++) {
-            uint32_t a[4];
-            load_a<DS>(a, Ks, r0, kt * 16, g, t);
-#pragma unroll
-            for (int nt = 0; nt < NTQ; nt++) {
-                uint32_t bb[2];
-                load_b<DS>(bb, Qs, nt * 8, kt * 16, g, t);
-                mma16816(st[nt], a, bb);
-            }
-        }
+        zero_acc(st);
+        mma_smem_a<DP / 16, DS, DS>(st, Ks, r0, Qs, g, t);
 #pragma unroll
         for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
@@ -524,35 +520,12 @@ attn_bwd_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const float
             }
 
         // dV += P^T dO: B (k = query, n = d) from dO^T.
-        if (want_dv) {
-#pragma unroll
-            for (int kt = 0; kt < BQ / 16; kt++) {
-                uint32_t a[4];
-                acc_to_a<NTQ>(a, st, kt);
-#pragma unroll
-                for (int nt = 0; nt < NTO; nt++) {
-                    uint32_t bb[2];
-                    load_b<QS>(bb, dOt, nt * 8, kt * 16, g, t);
-                    mma16816(adv[nt], a, bb);
-                }
-            }
-        }
+        if (want_dv) mma_acc_a<QS>(adv, st, dOt, g, t);
         if (want_dk) {
             // dP^T (16 x BQ) = V_w dO^T
             float dpt[NTQ][4];
-#pragma unroll
-            for (int nt = 0; nt < NTQ; nt++) dpt[nt][0] = dpt[nt][1] = dpt[nt][2] = dpt[nt][3] = 0.f;
-#pragma unroll
-            for (int kt = 0; kt < DP / 16; kt++) {
-                uint32_t a[4];
-                load_a<DS>(a, Vs, r0, kt * 16, g, t);
-#pragma unroll
-                for (int nt = 0; nt < NTQ; nt++) {
-                    uint32_t bb[2];
-                    load_b<DS>(bb, dOs, nt * 8, kt * 16, g, t);
-                    mma16816(dpt[nt], a, bb);
-                }
-            }
+            zero_acc(dpt);
+            mma_smem_a<DP / 16, DS, DS>(dpt, Vs, r0, dOs, g, t);
             // dS^T = P^T o (dP^T - D_i)
 #pragma unroll
             for (int nt = 0; nt < NTQ; nt++)
@@ -562,17 +535,7 @@ attn_bwd_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const float
                     dpt[nt][c] = st[nt][c] * (dpt[nt][c] - D_s[il]);
                 }
             // dK += dS^T Q: B (k = query, n = d) from Q^T.
-#pragma unroll
-            for (int kt = 0; kt < BQ / 16; kt++) {
-                uint32_t a[4];
-                acc_to_a<NTQ>(a, dpt, kt);
-#pragma unroll
-                for (int nt = 0; nt < NTO; nt++) {
-                    uint32_t bb[2];
-                    load_b<QS>(bb, Qt, nt * 8, kt * 16, g, t);
-                    mma16816(adk[nt], a, bb);
-                }
-            }
+            mma_acc_a<QS>(adk, dpt, Qt, g, t);
         }
     }
     if (want_dk) {
@@ -602,41 +565,37 @@ struct Args {
     float scale, scale_log2;
 };
 
+// Launches kernel (W warps per block, sm bytes of dynamic shared memory, the limit
+// raised once: done) on selma_cuda_stream() over a grid of one block per 16 W of the
+// `rows` rows and per (batch, head).
+template <int W, typename K, typename... P>
+void launch(K kernel, size_t sm, bool &done, int rows, const Args &a, P... args) {
+    allow_smem(kernel, sm, done);
+    dim3 grid((unsigned)((rows + 16 * W - 1) / (16 * W)), (unsigned)(a.B * a.H));
+    kernel<<<grid, 32 * W, sm, (cudaStream_t)selma_cuda_stream()>>>(args...);
+    CUDA_CHECK(cudaGetLastError());
+}
+
 template <int DP, int W>
 void launch_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                 const Args &a) {
     static bool done = false;
-    const size_t sm = fwd_smem<DP, W>();
-    allow_smem(attn_fwd_kernel<DP, W>, sm, done);
-    dim3 grid((unsigned)((a.N + 16 * W - 1) / (16 * W)), (unsigned)(a.B * a.H));
-    attn_fwd_kernel<DP, W><<<grid, 32 * W, sm, (cudaStream_t)selma_cuda_stream()>>>(
-        out, lse, q, k, v, a.N, a.M, a.H, a.D, a.scale_log2, a.causal, a.vec);
-    CUDA_CHECK(cudaGetLastError());
+    launch<W>(attn_fwd_kernel<DP, W>, fwd_smem<DP, W>(), done, a.N, a, out, lse, q, k, v, a.N, a.M,
+              a.H, a.D, a.scale_log2, a.causal, a.vec);
 }
 
 template <int DP, int W>
 void launch_bwd(float *dq, float *dk, float *dv, const float *Dv, const float *dout,
                 const float *q, const float *k, const float *v, const float *lse, const Args &a) {
-    cudaStream_t st = (cudaStream_t)selma_cuda_stream();
     if (dq) {
         static bool done = false;
-        const size_t sm = dq_smem<DP, W>();
-        allow_smem(attn_bwd_dq_kernel<DP, W>, sm, done);
-        dim3 grid((unsigned)((a.N + 16 * W - 1) / (16 * W)), (unsigned)(a.B * a.H));
-        attn_bwd_dq_kernel<DP, W><<<grid, 32 * W, sm, st>>>(dq, dout, q, k, v, lse, Dv, a.N, a.M,
-                                                           a.H, a.D, a.scale, a.scale_log2,
-                                                           a.causal, a.vec);
-        CUDA_CHECK(cudaGetLastError());
+        launch<W>(attn_bwd_dq_kernel<DP, W>, dq_smem<DP, W>(), done, a.N, a, dq, dout, q, k, v, lse,
+                  Dv, a.N, a.M, a.H, a.D, a.scale, a.scale_log2, a.causal, a.vec);
     }
     if (dk || dv) {
         static bool done = false;
-        const size_t sm = dkdv_smem<DP, W>();
-        allow_smem(attn_bwd_dkdv_kernel<DP, W>, sm, done);
-        dim3 grid((unsigned)((a.M + 16 * W - 1) / (16 * W)), (unsigned)(a.B * a.H));
-        attn_bwd_dkdv_kernel<DP, W><<<grid, 32 * W, sm, st>>>(dk, dv, dout, q, k, v, lse, Dv, a.N,
-                                                             a.M, a.H, a.D, a.scale,
-                                                             a.scale_log2, a.causal, a.vec);
-        CUDA_CHECK(cudaGetLastError());
+        launch<W>(attn_bwd_dkdv_kernel<DP, W>, dkdv_smem<DP, W>(), done, a.M, a, dk, dv, dout, q, k,
+                  v, lse, Dv, a.N, a.M, a.H, a.D, a.scale, a.scale_log2, a.causal, a.vec);
     }
 }
 

@@ -1,26 +1,19 @@
 // linear on the GPU through cuBLAS: cublasGemmEx on float32 storage with TF32
-// tensor-core compute (CUBLAS_COMPUTE_32F_FAST_TF32). Row-major (PyTorch) operands
-// are handed to column-major cuBLAS as their transposes: C = op(A) op(B) row-major is
-// C^T = op(B)^T op(A)^T column-major.
+// tensor-core compute (CUBLAS_COMPUTE_32F_FAST_TF32), row-major operands handed to
+// column-major cuBLAS as their transposes (cublas_gemm.cuh).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/cublas_gemm.cuh"
 #include "kernels/linear.h"
 #include "runtime/cuda_context.h"
 #include "runtime/error.h"
 
+using selma_cublas::gemm_rm;
+
 namespace {
 
 cudaStream_t stream() { return (cudaStream_t)selma_cuda_stream(); }
-
-// Row-major C (M, N) = alpha op(A) op(B) + beta C, op(A) (M, K), op(B) (K, N).
-void gemm_rm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
-             const float *B, int ldb, float beta, float *C, int ldc) {
-    cublasHandle_t h = (cublasHandle_t)selma_cublas_handle();
-    CUBLAS_CHECK(cublasGemmEx(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
-                              &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F, ldc,
-                              CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
-}
 
 // out (N, OC) = b on every row.
 __global__ void broadcast_rows_kernel(float *out, const float *b, size_t n, int OC) {

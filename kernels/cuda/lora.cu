@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "kernels/cuda/cublas_gemm.cuh"
 #include "kernels/cuda/igemm_bf16.cuh"
 #include "kernels/linear.h"
 #include "kernels/lora.h"
@@ -13,19 +14,11 @@
 #include "runtime/error.h"
 
 using namespace selma_igemm;
+using selma_cublas::gemm_rm;  // TF32 compute
 
 namespace {
 
 cudaStream_t stream() { return (cudaStream_t)selma_cuda_stream(); }
-
-// Row-major C (M, N) = alpha op(A) op(B) + beta C (see linear.cu), TF32 compute.
-void gemm_rm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
-             const float *B, int ldb, float beta, float *C, int ldc) {
-    cublasHandle_t h = (cublasHandle_t)selma_cublas_handle();
-    CUBLAS_CHECK(cublasGemmEx(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
-                              &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F, ldc,
-                              CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
-}
 
 struct LoraParams {
     int M, N, K;  // tokens, output columns, C1 + R
