@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench/bench_shapes.h"
 #include "models/train.h"
 #include "runtime/comm.h"
 #include "runtime/error.h"
@@ -32,22 +33,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     openblas_set_num_threads(threads);
-    log_set_quiet(1);
-    t2i_model m = {0};
-    t2i_config_shapes(&m.cfg);
-    if (t2i_build(&m, UNET_TRAIN_FULL, NULL)) {
-        fprintf(stderr, "bench_dp: %s\n", err_msg());
-        return 1;
-    }
-    t2i_init_random(&m, 0);
-    train_hparams hp = {.adam = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01},
-                        .grad_clip = 1.0, .ema_decay = 0.995, .ema_warmup = 1, .caption_dropout = 0.1,
-                        .comm = w};
+    t2i_model m;
     trainer tr;
-    if (trainer_init(&tr, &m, &hp, B, 0)) {
-        fprintf(stderr, "bench_dp: %s\n", err_msg());
-        return 1;
-    }
+    if (bench_shapes_trainer("bench_dp", &m, &tr, B, w)) return 1;
     int S = m.cfg.unet.sample_size;
     size_t np = (size_t)B * 3 * S * S;
     float *x = malloc(np * sizeof(float));

@@ -16,6 +16,7 @@
 
 #include "kernels/adamw.h"
 #include "kernels/mse.h"
+#include "bench/bench_shapes.h"
 #include "models/train.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -39,22 +40,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     openblas_set_num_threads(threads);
-    log_set_quiet(1);
-    t2i_model m = {0};
-    t2i_config_shapes(&m.cfg);
-    if (t2i_build(&m, UNET_TRAIN_FULL, NULL)) {
-        fprintf(stderr, "bench_step: %s\n", err_msg());
-        return 1;
-    }
-    t2i_init_random(&m, 0);
-    train_hparams hp = {.adam = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01},
-                        .warmup_steps = 0, .grad_clip = 1.0, .ema_decay = 0.995, .ema_warmup = 1,
-                        .caption_dropout = 0.1};
+    t2i_model m;
     trainer tr;
-    if (trainer_init(&tr, &m, &hp, B, 0)) {
-        fprintf(stderr, "bench_step: %s\n", err_msg());
-        return 1;
-    }
+    if (bench_shapes_trainer("bench_step", &m, &tr, B, NULL)) return 1;
     const unet_config *u = &m.cfg.unet;
     int S = u->sample_size, T = m.cfg.te.max_tokens, D = u->cross_attention_dim;
     size_t np = (size_t)B * 3 * S * S;
@@ -79,7 +67,7 @@ int main(int argc, char **argv) {
         mse_loss_forward(m.unet.out, target, np);
         mse_loss_backward(dout, m.unet.out, target, 1.0f, np);
         unet_backward(&m.unet, dout, NULL, NULL, B);
-        adamw_update(tr.param[0], tr.grad[0], tr.adam_m[0], tr.adam_v[0], nu, &hp.adam, k + 1);
+        adamw_update(tr.param[0], tr.grad[0], tr.adam_m[0], tr.adam_v[0], nu, &tr.hp.adam, k + 1);
         tu[k] = time_now() - t0;
         t0 = time_now();
         CHECK(trainer_step(&tr, x, caps, NULL, NULL) >= 0);
