@@ -35,8 +35,11 @@ void conv2d_forward_ref(double *out, const double *inp, const double *w, const d
 void conv2d_backward_ref(double *dinp, double *dw, double *db, const double *dout,
                          const double *inp, const double *w, const conv2d_shape *s);
 
-// Float32: im2col + OpenBLAS sgemm per image (col2im for dinp). A 1x1, stride-1,
-// pad-0 convolution is a plain GEMM over the image and needs no scratch. `scratch`
+// Float32: im2col + OpenBLAS sgemm, images grouped so that each GEMM has about 1024
+// columns. dinp: for a stride-1 "same" convolution (pad (K-1)/2) the forward
+// convolution of dout with the flipped weights, otherwise a GEMM and col2im. A 1x1,
+// stride-1, pad-0 convolution of images of 1024 pixels or more is a plain GEMM per
+// image and needs no scratch. `scratch`
 // holds conv2d_scratch_floats(s) floats, is overwritten, and may be NULL when that
 // is 0; forward and backward need the same amount.
 size_t conv2d_scratch_floats(const conv2d_shape *s);

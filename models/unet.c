@@ -208,8 +208,7 @@ typedef struct scratch_sizes {
 
 static void need_resnet(scratch_sizes *s, const unet_resnet *r, int B) {
     s->ws = zmax(s->ws, unet_resnet_scratch_floats(r, B));
-    s->conv = zmax(s->conv, unet_conv_scratch_floats(&r->conv1, r->H, r->W));
-    s->conv = zmax(s->conv, unet_conv_scratch_floats(&r->conv2, r->H, r->W));
+    s->conv = zmax(s->conv, unet_resnet_conv_scratch_floats(r, B));
     s->stream = zmax(s->stream, (size_t)B * r->cin * r->H * r->W);
 }
 
@@ -235,7 +234,7 @@ static void acts_layout(unet *m, arena *a, int B, int T) {
         unet_linear_acts(&m->class_linear_2, a, B);
     }
     m->h_in = take(a, img0);
-    need.conv = unet_conv_scratch_floats(&m->conv_in, S, S);
+    need.conv = unet_conv_scratch_floats(&m->conv_in, B, S, S);
     for (int i = 0; i < c->n_levels; i++) {
         unet_down_level *d = &m->down[i];
         for (int j = 0; j < L; j++) {
@@ -247,7 +246,7 @@ static void acts_layout(unet *m, arena *a, int B, int T) {
         }
         if (d->has_down) {
             d->down_out = take(a, (size_t)B * d->C * (d->H / 2) * (d->W / 2));
-            need.conv = zmax(need.conv, unet_conv_scratch_floats(&d->downsampler, d->H, d->W));
+            need.conv = zmax(need.conv, unet_conv_scratch_floats(&d->downsampler, B, d->H, d->W));
         }
     }
     for (int j = 0; j < 2; j++) {
@@ -270,14 +269,14 @@ static void acts_layout(unet *m, arena *a, int B, int T) {
             size_t n = (size_t)B * u->C * 4 * u->H * u->W;
             u->up_in = take(a, n), u->up_out = take(a, n);
             need.stream = zmax(need.stream, n);
-            need.conv = zmax(need.conv, unet_conv_scratch_floats(&u->upsampler, 2 * u->H, 2 * u->W));
+            need.conv = zmax(need.conv, unet_conv_scratch_floats(&u->upsampler, B, 2 * u->H, 2 * u->W));
         }
     }
     m->no = take(a, img0), m->no_act = take(a, img0);
     m->no_mean = take(a, (size_t)B * c->norm_num_groups);
     m->no_rstd = take(a, (size_t)B * c->norm_num_groups);
     m->out = take(a, (size_t)B * c->out_channels * S * S);
-    need.conv = zmax(need.conv, unet_conv_scratch_floats(&m->conv_out, S, S));
+    need.conv = zmax(need.conv, unet_conv_scratch_floats(&m->conv_out, B, S, S));
     // backward
     for (int k = 0; k < m->n_skips; k++)
         m->dskips[k] = take(a, (size_t)B * m->skip_c[k] * m->skip_hw[k]);

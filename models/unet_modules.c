@@ -188,8 +188,8 @@ static conv2d_shape conv_shape(const unet_conv *c, int B, int H, int W) {
                           .stride = c->stride, .pad = c->pad};
 }
 
-size_t unet_conv_scratch_floats(const unet_conv *c, int H, int W) {
-    conv2d_shape s = conv_shape(c, 1, H, W);
+size_t unet_conv_scratch_floats(const unet_conv *c, int B, int H, int W) {
+    conv2d_shape s = conv_shape(c, B, H, W);
     return conv2d_scratch_floats(&s);
 }
 
@@ -262,6 +262,14 @@ void unet_resnet_acts(unet_resnet *r, arena *a, int B) {
     r->sc = r->cin != r->cout ? arena_take(a, Y * f) : NULL;
     r->out = arena_take(a, Y * f);
     unet_linear_acts(&r->time_emb_proj, a, B);
+}
+
+size_t unet_resnet_conv_scratch_floats(const unet_resnet *r, int B) {
+    size_t n = unet_conv_scratch_floats(&r->conv1, B, r->H, r->W);
+    size_t n2 = unet_conv_scratch_floats(&r->conv2, B, r->H, r->W);
+    size_t n3 = r->cin != r->cout ? unet_conv_scratch_floats(&r->conv_shortcut, B, r->H, r->W) : 0;
+    n = n > n2 ? n : n2;
+    return n > n3 ? n : n3;
 }
 
 size_t unet_resnet_scratch_floats(const unet_resnet *r, int B) {

@@ -124,7 +124,8 @@ void unet_conv_forward(const unet_conv *c, float *out, const float *inp, int B, 
 // dinp (B, in, H, W) assigned, may be NULL.
 void unet_conv_backward(const unet_conv *c, float *dinp, const float *dout, const float *inp,
                         int B, int H, int W, float *conv_ws);
-size_t unet_conv_scratch_floats(const unet_conv *c, int H, int W);
+// conv_ws floats a convolution of B images of H x W needs (kernels/conv2d.h).
+size_t unet_conv_scratch_floats(const unet_conv *c, int B, int H, int W);
 
 // ---- ResnetBlock2D ----
 // out = shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))) + time_emb_proj(silu(temb)))))
@@ -157,6 +158,8 @@ void unet_resnet_setup(unet_resnet *r, param_table *t, const char *prefix, int c
                        int temb_dim, int groups, float eps, int H, int W);
 void unet_resnet_acts(unet_resnet *r, arena *a, int B);
 size_t unet_resnet_scratch_floats(const unet_resnet *r, int B);
+// conv_ws floats its convolutions need (conv1, conv2, the shortcut).
+size_t unet_resnet_conv_scratch_floats(const unet_resnet *r, int B);
 // temb_act (B, temb_dim) = silu(time embedding). Writes r->out.
 void unet_resnet_forward(unet_resnet *r, const float *x, const float *temb_act, int B,
                          float *conv_ws);

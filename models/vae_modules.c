@@ -53,8 +53,10 @@ void vae_conv_forward(const unet_conv *c, vae_work *w, float *out, const float *
         return;
     }
     if (pointwise(c, pad_lo, pad_hi)) {  // a plain GEMM over each image: no workspace
-        conv2d_shape s = {.B = B, .C = c->in, .H = H, .W = W, .OC = c->out, .K = 1, .stride = 1};
-        conv2d_forward(out, inp, c->w, c->b, &s, NULL);
+        conv2d_shape s = {.B = 1, .C = c->in, .H = H, .W = W, .OC = c->out, .K = 1, .stride = 1};
+        for (int n = 0; n < B; n++)
+            conv2d_forward(out + (size_t)n * c->out * H * W, inp + (size_t)n * c->in * H * W,
+                           c->w, c->b, &s, NULL);
         return;
     }
     const int S = c->stride, K = c->k, Ho = band.Ho, Wo = band.Wo, Wp = band.Wp;

@@ -78,7 +78,9 @@ static void test_shape_check(void) {
     EXPECT(conv2d_shape_check(&no_stride) == -1 && strstr(err_msg(), "stride"), "%s", err_msg());
     conv2d_shape down = {1, 1, 7, 8, 1, 3, 2, 1};  // PyTorch: floor((7 + 2 - 3) / 2) + 1
     EXPECT_TRUE(conv2d_out_h(&down) == 4 && conv2d_out_w(&down) == 4);
-    EXPECT_TRUE(conv2d_scratch_floats(&(conv2d_shape){2, 8, 5, 5, 4, 1, 1, 0}) == 0);
+    // A pointwise convolution whose images each fill a GEMM (1024 columns) needs none.
+    EXPECT_TRUE(conv2d_scratch_floats(&(conv2d_shape){2, 8, 32, 32, 4, 1, 1, 0}) == 0);
+    EXPECT_TRUE(conv2d_scratch_floats(&(conv2d_shape){2, 8, 5, 5, 4, 1, 1, 0}) > 0);
 }
 
 int main(void) {
@@ -94,6 +96,10 @@ int main(void) {
     static const conv2d_shape shapes[] = {
         {2, 16, 17, 15, 24, 3, 1, 1}, {3, 32, 16, 16, 32, 3, 2, 1}, {2, 64, 9, 9, 32, 1, 1, 0},
         {4, 5, 8, 8, 7, 3, 2, 0},     {1, 1, 32, 32, 3, 3, 1, 1},   {5, 3, 1, 1, 4, 3, 1, 1},
+        // Images grouped into one GEMM (groups of 1024 output pixels), the last group
+        // partial, down to a single image: same 3x3, stride 2, pointwise, 5x5.
+        {6, 4, 16, 16, 5, 3, 1, 1},   {18, 3, 16, 16, 4, 3, 2, 1},  {6, 5, 16, 16, 3, 1, 1, 0},
+        {5, 5, 16, 16, 3, 1, 1, 0},   {9, 3, 16, 16, 6, 3, 1, 1},   {3, 2, 9, 9, 3, 5, 1, 2},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(shapes[i], 1, 0, 30 + i);
     rng r = rng_make(9, 0);

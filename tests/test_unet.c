@@ -148,9 +148,7 @@ static void test_resnet(int cin, int cout) {
     c.x = alloc_randn(nx, 1, 1.0f);
     c.temb = alloc_randn((size_t)B * temb, 2, 1.0f);
     c.g = alloc_randn(ny, 3, 1.0f);
-    size_t conv = unet_conv_scratch_floats(&c.r.conv1, H, W);
-    size_t conv2 = unet_conv_scratch_floats(&c.r.conv2, H, W);
-    c.conv_ws = malloc((conv > conv2 ? conv : conv2) * sizeof(float));
+    c.conv_ws = malloc(unet_resnet_conv_scratch_floats(&c.r, B) * sizeof(float));
     float *ws = malloc(unet_resnet_scratch_floats(&c.r, B) * sizeof(float));
     float *dx = malloc(nx * sizeof *dx), *dtemb = calloc((size_t)B * temb, sizeof *dtemb);
     resnet_loss(&c);
