@@ -42,6 +42,11 @@ void conv2d_backward_ref(double *dinp, double *dw, double *db, const double *dou
 // image and needs no scratch. `scratch`
 // holds conv2d_scratch_floats(s) floats, is overwritten, and may be NULL when that
 // is 0; forward and backward need the same amount.
+// 3x3, stride-1, pad-1 convolutions (forward, backward data as the forward of dout
+// with flipped weights, backward weight) go to a direct AVX-512 kernel instead
+// (kernels/cpu/conv2d_direct.c) in builds with AVX-512 while conv2d_cpu_direct is 1
+// (the default); 0 forces im2col + sgemm (tests compare the two).
+extern int conv2d_cpu_direct;
 size_t conv2d_scratch_floats(const conv2d_shape *s);
 void conv2d_forward(float *out, const float *inp, const float *w, const float *b,
                     const conv2d_shape *s, float *scratch);

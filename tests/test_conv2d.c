@@ -83,8 +83,20 @@ static void test_shape_check(void) {
     EXPECT_TRUE(conv2d_scratch_floats(&(conv2d_shape){2, 8, 5, 5, 4, 1, 1, 0}) > 0);
 }
 
+// Every shape twice: 3x3 stride-1 pad-1 ones through the direct AVX-512 kernel
+// (where built with AVX-512), then everything through im2col + sgemm.
+static void check_all(uint64_t seed_base);
+
 int main(void) {
     test_shape_check();
+    for (int direct = 1; direct >= 0; direct--) {
+        conv2d_cpu_direct = direct;
+        check_all(direct ? 0 : 1000);
+    }
+    return check_report("test_conv2d");
+}
+
+static void check_all(uint64_t seed_base) {
     // {B, C, H, W, OC, K, stride, pad}. Small enough for finite differences.
     static const conv2d_shape fd_shapes[] = {
         {1, 1, 1, 1, 1, 1, 1, 0}, {1, 1, 1, 1, 2, 3, 1, 1}, {2, 3, 5, 4, 2, 3, 1, 1},
@@ -92,7 +104,7 @@ int main(void) {
         {1, 1, 7, 5, 2, 5, 2, 2}, {1, 2, 3, 4, 1, 3, 1, 0}, {1, 3, 5, 5, 2, 3, 2, 0},
     };
     for (size_t i = 0; i < sizeof fd_shapes / sizeof fd_shapes[0]; i++)
-        for (int bias = 0; bias < 2; bias++) check_shape(fd_shapes[i], bias, 1, 10 + i);
+        for (int bias = 0; bias < 2; bias++) check_shape(fd_shapes[i], bias, 1, seed_base + 10 + i);
     static const conv2d_shape shapes[] = {
         {2, 16, 17, 15, 24, 3, 1, 1}, {3, 32, 16, 16, 32, 3, 2, 1}, {2, 64, 9, 9, 32, 1, 1, 0},
         {4, 5, 8, 8, 7, 3, 2, 0},     {1, 1, 32, 32, 3, 3, 1, 1},   {5, 3, 1, 1, 4, 3, 1, 1},
@@ -101,13 +113,12 @@ int main(void) {
         {6, 4, 16, 16, 5, 3, 1, 1},   {18, 3, 16, 16, 4, 3, 2, 1},  {6, 5, 16, 16, 3, 1, 1, 0},
         {5, 5, 16, 16, 3, 1, 1, 0},   {9, 3, 16, 16, 6, 3, 1, 1},   {3, 2, 9, 9, 3, 5, 1, 2},
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(shapes[i], 1, 0, 30 + i);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(shapes[i], 1, 0, seed_base + 30 + i);
     rng r = rng_make(9, 0);
     for (int i = 0; i < 6; i++) {
         int K = (int)rng_below(&r, 2) * 2 + 1, S = 1 + (int)rng_below(&r, 2);
         conv2d_shape s = {1 + (int)rng_below(&r, 3), 1 + (int)rng_below(&r, 20), K + (int)rng_below(&r, 14),
                           K + (int)rng_below(&r, 14), 1 + (int)rng_below(&r, 20), K, S, (int)rng_below(&r, 2) * (K / 2)};
-        check_shape(s, i & 1, 0, 50 + i);
+        check_shape(s, i & 1, 0, seed_base + 50 + i);
     }
-    return check_report("test_conv2d");
 }

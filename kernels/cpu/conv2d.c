@@ -3,7 +3,10 @@
 #include <cblas.h>
 #include <string.h>
 
+#include "kernels/cpu/conv2d_direct.h"
 #include "runtime/error.h"
+
+int conv2d_cpu_direct = 1;
 
 int conv2d_shape_check(const conv2d_shape *s) {
     const struct { const char *name; int v, min; } f[] = {
@@ -98,8 +101,12 @@ static conv_scratch scratch_split(const conv2d_shape *s, float *base) {
     return (conv_scratch){base, tmp ? base + col : NULL, is_same(s) ? base + col + tmp : NULL};
 }
 
+static int use_direct(const conv2d_shape *s) { return conv2d_cpu_direct && conv2d_direct_ok(s); }
+
+// The direct kernel's scratch, then the flipped weights for backward data.
 size_t conv2d_scratch_floats(const conv2d_shape *s) {
     size_t col, tmp;
+    if (use_direct(s)) return conv2d_direct_scratch_floats(s) + (size_t)s->C * s->OC * 9;
     return scratch_parts(s, &col, &tmp);
 }
 
@@ -194,6 +201,10 @@ void conv2d_forward(float *out, const float *inp, const float *w, const float *b
                     const conv2d_shape *s, float *scratch) {
     const int OC = s->OC, CKK = s->C * s->K * s->K, G = group_size(s);
     const size_t HWo = (size_t)conv2d_out_h(s) * conv2d_out_w(s);
+    if (use_direct(s)) {
+        conv2d_direct_forward(out, inp, w, b, s, scratch);
+        return;
+    }
     conv_scratch sc = scratch_split(s, scratch);
     for (int n0 = 0; n0 < s->B; n0 += G) {
         const int g = s->B - n0 < G ? s->B - n0 : G;
@@ -210,6 +221,16 @@ void conv2d_forward(float *out, const float *inp, const float *w, const float *b
     }
 }
 
+// db (OC) += the sum of dout (B, OC, HW) over images and pixels.
+static void add_bias_grad(float *db, const float *dout, int B, int OC, size_t HW) {
+    for (int o = 0; o < OC; o++) {
+        float acc = 0;
+        for (int n = 0; n < B; n++)
+            for (size_t i = 0; i < HW; i++) acc += dout[((size_t)n * OC + o) * HW + i];
+        db[o] += acc;
+    }
+}
+
 // wflip (C, OC, K, K)[c, o, i, j] = w (OC, C, K, K)[o, c, K-1-i, K-1-j]
 static void flip_weights(float *wflip, const float *w, const conv2d_shape *s) {
     const int C = s->C, OC = s->OC, K = s->K, KK = K * K;
@@ -223,9 +244,18 @@ void conv2d_backward(float *dinp, float *dw, float *db, const float *dout,
                      const float *inp, const float *w, const conv2d_shape *s, float *scratch) {
     const int C = s->C, OC = s->OC, CKK = s->C * s->K * s->K, G = group_size(s);
     const size_t HWo = (size_t)conv2d_out_h(s) * conv2d_out_w(s), HW = (size_t)s->H * s->W;
-    conv_scratch sc = scratch_split(s, scratch);
     // The transposed problem for is_same: dout (B, OC, H, W) in, dinp (B, C, H, W) out.
     const conv2d_shape st = {s->B, OC, s->H, s->W, C, s->K, 1, s->pad};
+    if (use_direct(s)) {
+        if (db) add_bias_grad(db, dout, s->B, OC, HWo);
+        if (dw) conv2d_direct_backward_weight(dw, dout, inp, s, scratch);
+        if (!dinp) return;
+        float *wflip = scratch + conv2d_direct_scratch_floats(s);
+        flip_weights(wflip, w, s);
+        conv2d_direct_forward(dinp, dout, wflip, NULL, &st, scratch);
+        return;
+    }
+    conv_scratch sc = scratch_split(s, scratch);
     if (dinp && is_same(s)) flip_weights(sc.wflip, w, s);
     for (int n0 = 0; n0 < s->B; n0 += G) {
         const int g = s->B - n0 < G ? s->B - n0 : G;
