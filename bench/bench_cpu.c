@@ -121,7 +121,10 @@ static size_t conv_out_size(const conv2d_shape *s) {
 
 static conv_ctx conv_make(conv2d_shape s, uint64_t seed) {
     size_t ni = (size_t)s.B * s.C * s.H * s.W, nw = (size_t)s.OC * s.C * s.K * s.K, no = conv_out_size(&s);
+    conv2d_cpu_direct = 0;  // scratch for either implementation
     size_t ns = conv2d_scratch_floats(&s);
+    conv2d_cpu_direct = 1;
+    if (conv2d_scratch_floats(&s) > ns) ns = conv2d_scratch_floats(&s);
     return (conv_ctx){randn_f(ni, seed), randn_f(nw, seed + 1), randn_f(s.OC, seed + 2), zeros_f(no),
                       randn_f(no, seed + 3), zeros_f(ni), zeros_f(nw), zeros_f(s.OC), zeros_f(ns), s};
 }
@@ -242,7 +245,10 @@ static int validate(void) {
     validate_attention(1, 150, 150, 2, 8, 1);
     validate_attention(2, 37, 77, 2, 40, 0);
     validate_linear(97, 64, 256);
-    validate_conv((conv2d_shape){2, 16, 11, 9, 24, 3, 1, 1});
+    validate_conv((conv2d_shape){2, 16, 11, 9, 24, 3, 1, 1});  // direct
+    conv2d_cpu_direct = 0;
+    validate_conv((conv2d_shape){2, 16, 11, 9, 24, 3, 1, 1});  // im2col
+    conv2d_cpu_direct = 1;
     validate_conv((conv2d_shape){2, 16, 11, 9, 24, 3, 2, 1});
     validate_conv((conv2d_shape){2, 16, 11, 9, 24, 1, 1, 0});
     return check_report("bench_cpu validation");
@@ -273,17 +279,29 @@ int main(void) {
         linear_free(&c);
     }
 
+    // The shapes UNet's 3x3 convolutions (32x32 with 32 and 96 -> 32 channels, 8x8 with
+    // 64) through the direct kernel and through im2col + sgemm (conv2d_cpu_direct).
     static const struct { const char *what; conv2d_shape s; } convs[] = {
-        {"conv2d 3x3 s1 p1 B=32 64->64 32x32", {32, 64, 32, 32, 64, 3, 1, 1}},
+        {"conv2d 3x3 B=32 32->32 32x32", {32, 32, 32, 32, 32, 3, 1, 1}},
+        {"conv2d 3x3 B=32 96->32 32x32", {32, 96, 32, 32, 32, 3, 1, 1}},
+        {"conv2d 3x3 B=32 64->64 32x32", {32, 64, 32, 32, 64, 3, 1, 1}},
+        {"conv2d 3x3 B=32 64->64 8x8", {32, 64, 8, 8, 64, 3, 1, 1}},
+        {"conv2d 3x3 s2 B=32 64->64 16x16", {32, 64, 16, 16, 64, 3, 2, 1}},
         {"conv2d 1x1 B=32 64->64 32x32", {32, 64, 32, 32, 64, 1, 1, 0}},
     };
     for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
         conv_ctx c = conv_make(convs[i].s, 200);
-        char name[64];
-        snprintf(name, sizeof name, "%s fwd", convs[i].what);
-        bench_row(name, conv_fwd_flops(&c.s), run_conv_fwd, &c);
-        snprintf(name, sizeof name, "%s bwd", convs[i].what);
-        bench_row(name, 2 * conv_fwd_flops(&c.s), run_conv_bwd, &c);
+        const int has_direct = c.s.K == 3 && c.s.stride == 1 && c.s.pad == 1;
+        for (int direct = has_direct; direct >= 0; direct--) {
+            conv2d_cpu_direct = direct;
+            const char *impl = !has_direct ? "" : direct ? " direct" : " im2col";
+            char name[64];
+            snprintf(name, sizeof name, "%s%s fwd", convs[i].what, impl);
+            bench_row(name, conv_fwd_flops(&c.s), run_conv_fwd, &c);
+            snprintf(name, sizeof name, "%s%s bwd", convs[i].what, impl);
+            bench_row(name, 2 * conv_fwd_flops(&c.s), run_conv_bwd, &c);
+        }
+        conv2d_cpu_direct = 1;
         conv_free(&c);
     }
 
