@@ -147,7 +147,9 @@ int stage_generate(const pipeline_cfg *c, const char *model, const char *prompts
     }
     if (!rc) rc = dataset_write(out, &d);
     if (!rc) log_line("generate: %s: %d images (%s) -> %s", skill_names[skill], kept,
-                      c->gen_source == GEN_SOURCE_GT ? "ground truth" : "self-generated", out);
+                      c->gen_source == GEN_SOURCE_GT ? "ground truth"
+                      : c->image_source[0]           ? "drawn by the image_source model"
+                                                     : "self-generated", out);
     d.n = n;  // every prompt slot is freed
     dataset_free(&d);
     free(rgb);
