@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/cpu/vec_math.h"
 #include "runtime/error.h"
 
 // Query rows per block in the fast version: large enough that each sgemm has work,
@@ -108,35 +109,6 @@ size_t attention_scratch_floats(int N, int M) {
     return 2 * (size_t)rows * (size_t)M;
 }
 
-// exp(x) with about 1.5 ulp error (Cephes' expf: x = n ln2 + r, |r| <= ln2/2, a
-// degree-7 polynomial for exp(r), 2^n through the exponent bits), written without
-// libm calls or branches so that GCC vectorizes the loops over it: libm's scalar
-// expf took most of the forward time. x is clamped to [-87, 88]; below -87 the
-// result is exp(-87) ~ 1.6e-38 instead of smaller, which no row sum notices.
-static inline float exp_vec(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    // Round to nearest by adding and subtracting 1.5 * 2^23 (no floorf call); t's low
-    // mantissa bits then hold n as an integer.
-    float t = x * 1.44269504088896341f + 12582912.0f;
-    float n = t - 12582912.0f;
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;  // ln2 in two parts
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * r * r + r + 1.0f;
-    // 2^n from t's bits in unsigned arithmetic: a NaN x (clamping keeps it) stays a
-    // NaN result without the undefined (int32_t)NaN and negative left shift.
-    uint32_t tb;
-    memcpy(&tb, &t, sizeof tb);
-    uint32_t bits = (tb - 0x4B400000u + 127u) << 23;
-    float two_n;
-    memcpy(&two_n, &bits, sizeof two_n);
-    return y * two_n;
-}
 
 // Row maximum and sum over eight independent lanes: without -ffast-math the
 // compiler vectorizes only reductions written this way.
@@ -162,7 +134,7 @@ static float row_sum(const float *x, int n) {
 
 // x[j] = exp(x[j] - shift) for j < n
 static void row_exp(float *x, int n, float shift) {
-    for (int j = 0; j < n; j++) x[j] = exp_vec(x[j] - shift);
+    for (int j = 0; j < n; j++) x[j] = exp_fast(x[j] - shift);
 }
 
 // S (R, Mc) = scale * Q_blk (R, D) @ K (Mc, D)^T on the strided head slices.

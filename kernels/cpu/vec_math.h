@@ -1,12 +1,11 @@
 // exp and erf in float, branch-free so that gcc vectorizes the loops that call them
 // (libm's expf and erff are scalar calls: a third of the activation kernels' time).
 //
-// exp_fast: Cephes' expf: x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial
-// for e^r, 2^n put into the exponent bits. Within 2 ulp of expf over [-87.3, 88.0];
-// inputs are clamped there (e^-87.3 is the smallest normal float),
-// NaN passes through (a NaN fails both comparisons of the clamp). The top is 88.0,
-// not 88.7, so that 2^n stays a normal float (n <= 127): the callers only need e^x
-// as a large number there (sigmoid, Gaussian tails).
+// exp_fast: Cephes' expf: x = n ln2 + r with |r| <= ln2/2, a degree-7 polynomial
+// for e^r, 2^n put into the exponent bits; about 1.5 ulp. x is clamped to [-87, 88]
+// (2^n stays a normal float; below -87 the result is e^-87 ~ 1.6e-38 instead of
+// smaller, which no caller notices: sigmoid tails, Gaussian tails, softmax row sums).
+// NaN passes through. Also the attention kernel's exp (attention.c).
 // erf_fast: Abramowitz and Stegun 7.1.26, |error| <= 1.5e-7 absolute, the same
 // approximation PyTorch's vectorized CPU erf uses.
 #ifndef SELMA_VEC_MATH_H
@@ -16,13 +15,13 @@
 #include <string.h>
 
 static inline float exp_fast(float x) {
+    x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
-    x = x < -87.3f ? -87.3f : x;
-    // round(x / ln2) by the 1.5 * 2^23 trick: exact for |x / ln2| < 2^22
-    const float shift = 12582912.0f;
-    float n = (x * 1.44269504088896341f + shift) - shift;
-    float r = x - n * 0.693359375f;  // ln2 in two parts: the first is exact in 9 bits
-    r = r - n * -2.12194440e-4f;
+    // Round to nearest by adding and subtracting 1.5 * 2^23 (no floorf call); t's low
+    // mantissa bits then hold n as an integer.
+    float t = x * 1.44269504088896341f + 12582912.0f;
+    float n = t - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;  // ln2 in two parts
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -30,10 +29,14 @@ static inline float exp_fast(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float y = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return y * scale;
+    // 2^n from t's bits in unsigned arithmetic: a NaN x (clamping keeps it) stays a
+    // NaN result without the undefined (int32_t)NaN and negative left shift.
+    uint32_t tb;
+    memcpy(&tb, &t, sizeof tb);
+    uint32_t bits = (tb - 0x4B400000u + 127u) << 23;
+    float two_n;
+    memcpy(&two_n, &bits, sizeof two_n);
+    return y * two_n;
 }
 
 static inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
