@@ -288,8 +288,11 @@ int pipeline_load(const char *path, char **overrides, int n_over, pipeline_varia
                 snprintf(assign, sizeof assign, "%s=%s", p->key, items[j]);
                 snprintf(origin, sizeof origin, "%s:%d", path, p->line);
                 rc = cfg_set(pipeline_fields, pipeline_n_fields, &dst->cfg, assign, origin);
+                // A path shows as its last component: reports cut labels at 40-60
+                // characters, where two long paths would look the same.
+                const char *slash = strrchr(items[j], '/'), *shown = slash && slash[1] ? slash + 1 : items[j];
                 size_t l = strlen(dst->label);
-                snprintf(dst->label + l, sizeof dst->label - l, "%s%s=%s", l ? " " : "", p->key, items[j]);
+                snprintf(dst->label + l, sizeof dst->label - l, "%s%s=%s", l ? " " : "", p->key, shown);
             }
         n *= nv;
     }

@@ -6,7 +6,9 @@
 #
 #   tools/eval_base.sh MODEL_DIR OUT_DIR [CFG ...]     (default guidance: 3 5)
 #
-# EVAL_N (default 100) sets the prompts per skill and the captions drawn. Set
+# EVAL_N (default 100) sets the prompts per skill and the captions drawn; EVAL_SEED
+# (default 7) the prompt seed (8 is the validation set for choosing between bases,
+# e.g. a pretraining length, so that 7 stays untouched by the choice). Set
 # OPENBLAS_NUM_THREADS=1 on a busy machine: OpenBLAS threads that wait for a core spin
 # in the kernel (a 100-image run took 71 s on one thread, and over 15 minutes with the
 # default two threads beside a training run).
@@ -19,8 +21,8 @@ cfgs=${*:-3 5}
 selma=${SELMA:-$(dirname "$0")/../build/experiments/selma}
 mkdir -p "$out"
 n=${EVAL_N:-100}
-[ -f "$out/truth.h5" ] || "$selma" world render --skill all --n "$n" --seed 7 --out "$out/truth.h5"
-[ -f "$out/truth-pre.h5" ] || "$selma" world render --skill pretrain --n "$n" --seed 7 --out "$out/truth-pre.h5"
+[ -f "$out/truth.h5" ] || "$selma" world render --skill all --n "$n" --seed "${EVAL_SEED:-7}" --out "$out/truth.h5"
+[ -f "$out/truth-pre.h5" ] || "$selma" world render --skill pretrain --n "$n" --seed "${EVAL_SEED:-7}" --out "$out/truth-pre.h5"
 echo "== ground truth renders"
 "$selma" eval --dataset "$out/truth.h5" | sed -n 2,3p
 "$selma" eval --dataset "$out/truth-pre.h5" | sed -n 3p
