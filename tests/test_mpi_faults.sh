@@ -15,6 +15,8 @@ export SELMA_COMM_TIMEOUT=4
 # A tag in every rank's environment, to find this test's rank 1 among all processes.
 export SELMA_TEST_TAG="mpi_faults_$$"
 
+# 600 steps: the run must still be going when rank 1 is signalled (the test finds the
+# step-10 checkpoint, then rank 1's pid); at ~200 steps/s, 60 steps were over first.
 config() {  # config DIR
     cat <<EOT
 [model]
@@ -28,7 +30,7 @@ text_layers = 1
 text_heads = 2
 text_mlp = 32
 [train]
-steps = 60
+steps = 600
 batch = 4
 warmup = 2
 log_every = 10
