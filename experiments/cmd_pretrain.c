@@ -34,7 +34,7 @@ typedef struct pretrain_cfg {
     int text_width, text_layers, text_heads, text_mlp, max_tokens;
     int beta_schedule, prediction_type, train_timesteps;
     int64_t steps, seed, data_seed;
-    int batch, shards, warmup, ema_warmup, threads, log_every, max_nonfinite;
+    int batch, shards, warmup, lr_schedule, ema_warmup, threads, log_every, max_nonfinite;
     double lr, weight_decay, grad_clip, ema_decay, caption_dropout, text_lr_scale;
     int freeze_text;
     char dir[1024];
@@ -43,6 +43,7 @@ typedef struct pretrain_cfg {
 
 static const char *const betas[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
 static const char *const preds[] = {"epsilon", "v_prediction"};
+static const char *const lr_schedules[] = {"constant", "cosine"};
 
 #define P pretrain_cfg
 static const cfg_field fields[] = {
@@ -68,6 +69,8 @@ static const cfg_field fields[] = {
     CFG_INT(P, "train", "shards", shards, 0, 4096, "batch shards summed in order (0 = the ranks; one process with N = N ranks bit for bit)"),
     CFG_DOUBLE(P, "train", "lr", lr, 0, 1, "AdamW peak learning rate"),
     CFG_INT(P, "train", "warmup", warmup, 0, 1000000, "linear warm-up steps"),
+    CFG_ENUM(P, "train", "lr_schedule", lr_schedule, lr_schedules,
+             "after warm-up: constant, or cosine down to 0 at `steps` (then a longer `steps` is a different run, not a continuation)"),
     CFG_DOUBLE(P, "train", "weight_decay", weight_decay, 0, 1, "AdamW decoupled weight decay"),
     CFG_DOUBLE(P, "train", "grad_clip", grad_clip, 0, 1e6, "global gradient-norm clip (0 = off)"),
     CFG_DOUBLE(P, "train", "ema_decay", ema_decay, 0, 0.999999, "EMA of the weights for sampling (0 = off)"),
@@ -198,11 +201,13 @@ static char *training_json(const pretrain_cfg *c, const trainer *tr) {
     CHECK(s);
     snprintf(s, 1024,
              "{\"data\": \"shapes pretraining captions (prompt_pretrain_item), data_seed %lld\", "
-             "\"steps\": %ld, \"batch\": %d, \"lr\": %g, \"warmup_steps\": %d, \"weight_decay\": %g, "
+             "\"steps\": %ld, \"batch\": %d, \"lr\": %g, \"warmup_steps\": %d, \"lr_schedule\": \"%s\", "
+             "\"weight_decay\": %g, "
              "\"grad_clip\": %g, \"ema_decay\": %g, \"caption_dropout\": %g, \"text_lr_scale\": %g, "
              "\"freeze_text\": %s, \"seed\": %lld, "
              "\"skipped_steps\": %ld, \"weights\": \"%s\"}",
-             (long long)c->data_seed, tr->step, c->batch, c->lr, c->warmup, c->weight_decay,
+             (long long)c->data_seed, tr->step, c->batch, c->lr, c->warmup, lr_schedules[c->lr_schedule],
+             c->weight_decay,
              c->grad_clip, c->ema_decay, c->caption_dropout, c->text_lr_scale,
              c->freeze_text ? "true" : "false", (long long)c->seed, tr->skipped,
              c->ema_decay > 0 ? "ema" : "last");
@@ -227,6 +232,7 @@ static int run(const pretrain_cfg *c, long stop_after, comm *w) {
     train_hparams hp = {.adam = {.lr = c->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
                                  .weight_decay = c->weight_decay},
                         .warmup_steps = c->warmup, .grad_clip = c->grad_clip,
+                        .decay_steps = c->lr_schedule == 1 ? (int)c->steps : 0,
                         .ema_decay = c->ema_decay, .ema_warmup = c->ema_warmup,
                         .caption_dropout = c->caption_dropout, .max_nonfinite = c->max_nonfinite,
                         .text_lr_scale = c->text_lr_scale, .freeze_text = c->freeze_text,

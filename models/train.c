@@ -193,10 +193,12 @@ void trainer_free(trainer *tr) {
 }
 
 double trainer_lr(const trainer *tr) {
-    double lr = tr->hp.adam.lr;
-    if (tr->hp.warmup_steps > 0 && tr->step < tr->hp.warmup_steps)
-        lr *= (double)(tr->step + 1) / tr->hp.warmup_steps;
-    return lr;
+    const double lr = tr->hp.adam.lr;
+    const long w = tr->hp.warmup_steps, d = tr->hp.decay_steps;
+    if (w > 0 && tr->step < w) return lr * (double)(tr->step + 1) / w;
+    if (d <= w) return lr;
+    double p = (double)(tr->step - w) / (double)(d - w);
+    return lr * 0.5 * (1.0 + cos(M_PI * (p < 1 ? p : 1)));
 }
 
 // Forward of one shard (B items from the global batch's arrays) to the loss; the

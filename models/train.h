@@ -52,6 +52,9 @@ extern "C" {
 typedef struct train_hparams {
     adamw_hparams adam;   // adam.lr: the peak learning rate
     int warmup_steps;     // lr ramps linearly from lr/warmup to lr over these steps
+    // > warmup_steps: after the warm-up, lr follows a half cosine from lr to 0 at this
+    // step (diffusers' get_cosine_schedule_with_warmup); otherwise lr stays constant.
+    int decay_steps;
     double grad_clip;     // global L2 norm; 0 = off
     double ema_decay;     // 0 = no EMA
     int ema_warmup;       // EMA decay ramp (models/ema.h)

@@ -305,7 +305,34 @@ static void test_lora_fold(void) {
     unet_free(&base);
 }
 
+// trainer_lr: linear warm-up, then constant, or a half cosine to 0 at decay_steps
+// (diffusers' get_cosine_schedule_with_warmup with num_cycles 0.5).
+static void test_lr_schedule(void) {
+    trainer tr = {0};
+    tr.hp.adam.lr = 1e-3, tr.hp.warmup_steps = 10;
+    tr.step = 0;
+    EXPECT_NEAR(trainer_lr(&tr), 1e-4, 1e-15, 0);
+    tr.step = 9;
+    EXPECT_NEAR(trainer_lr(&tr), 1e-3, 1e-15, 0);
+    tr.step = 500;
+    EXPECT_NEAR(trainer_lr(&tr), 1e-3, 1e-15, 0);  // constant: decay_steps 0
+    tr.hp.decay_steps = 110;
+    tr.step = 5;
+    EXPECT_NEAR(trainer_lr(&tr), 6e-4, 1e-15, 0);  // the warm-up is unchanged
+    tr.step = 10;
+    EXPECT_NEAR(trainer_lr(&tr), 1e-3, 1e-15, 0);
+    tr.step = 60;
+    EXPECT_NEAR(trainer_lr(&tr), 5e-4, 1e-15, 0);  // half way: cos(pi/2) = 0
+    tr.step = 85;
+    EXPECT_NEAR(trainer_lr(&tr), 1e-3 * 0.5 * (1 + cos(M_PI * 0.75)), 1e-15, 0);
+    tr.step = 110;
+    EXPECT_NEAR(trainer_lr(&tr), 0.0, 1e-15, 0);
+    tr.step = 200;
+    EXPECT_NEAR(trainer_lr(&tr), 0.0, 1e-15, 0);  // held at 0 past the end
+}
+
 int main(void) {
+    test_lr_schedule();
     log_set_quiet(1);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_train.XXXXXX");
     CHECK(mkdtemp(tmpdir));
