@@ -246,8 +246,8 @@ void conv2d_backward(float *dinp, float *dw, float *db, const float *dout,
     const size_t HWo = (size_t)conv2d_out_h(s) * conv2d_out_w(s), HW = (size_t)s->H * s->W;
     // The transposed problem for is_same: dout (B, OC, H, W) in, dinp (B, C, H, W) out.
     const conv2d_shape st = {s->B, OC, s->H, s->W, C, s->K, 1, s->pad};
+    if (db) add_bias_grad(db, dout, s->B, OC, HWo);
     if (use_direct(s)) {
-        if (db) add_bias_grad(db, dout, s->B, OC, HWo);
         if (dw) conv2d_direct_backward_weight(dw, dout, inp, s, scratch);
         if (!dinp) return;
         float *wflip = scratch + conv2d_direct_scratch_floats(s);
@@ -262,12 +262,6 @@ void conv2d_backward(float *dinp, float *dw, float *db, const float *dout,
         const size_t N = g * HWo;
         const float *gy = dout + (size_t)n0 * OC * HWo;  // dout of the group, (OC, N)
         if (g > 1) gather(sc.tmp, dout, n0, g, OC, HWo), gy = sc.tmp;
-        if (db)
-            for (int o = 0; o < OC; o++) {
-                float acc = 0;
-                for (size_t i = 0; i < N; i++) acc += gy[o * N + i];
-                db[o] += acc;
-            }
         if (dw) {
             const float *col = group_col(sc.col, inp, n0, g, s);
             // dw (OC, CKK) += gy (OC, N) @ col^T (N, CKK)
