@@ -1,7 +1,7 @@
 // gpu suite: every hand-written float32 CUDA kernel of the memory-bound ops (group and
-// layer norm, activations, softmax, upsample, concat, add, MSE, AdamW, timestep
-// embedding) against the op's CPU float32 version, on the shapes of the shapes-world
-// UNet and of SD plus odd ones. Skipped (77) without a CUDA device.
+// layer norm, activations, softmax, upsample, concat, tokens, plane bias, add, MSE,
+// AdamW, timestep embedding) against the op's CPU float32 version, on the shapes of
+// the shapes-world UNet and of SD plus odd ones. Skipped (77) without a CUDA device.
 //
 // Method (.library/device/METHOD.md): every input is drawn fresh on the GPU with
 // rng_fill_*_cuda (a new Philox stream per array) and copied back, so that both sides
@@ -13,7 +13,8 @@
 //                 FMA contraction, libm-vs-CUDA ulps and double-sum order
 //   TOL_ACC 5e-5  layernorm dw, db: the CPU adds the N rows' terms one by one in
 //                 float (error growing like sqrt(N) ulps of the sum), the GPU in a tree
-//   exact   0     pure copies and sums done in the same order (add, concat, upsample)
+//   exact   0     pure copies and sums done in the same order (add, concat, upsample,
+//                 tokens, the plane_bias forward)
 // Each comparison prints one line; a second pass with every pointer offset by one
 // float takes the kernels' unaligned (scalar) paths.
 //
@@ -31,9 +32,11 @@
 #include "kernels/groupnorm.h"
 #include "kernels/layernorm.h"
 #include "kernels/mse.h"
+#include "kernels/plane_bias.h"
 #include "kernels/rng_fill.h"
 #include "kernels/softmax.h"
 #include "kernels/timestep_embedding.h"
+#include "kernels/tokens.h"
 #include "kernels/upsample.h"
 #include "tests/gpu_check.h"
 
@@ -324,6 +327,37 @@ static void check_concat(int B, int C1, int C2, int HW) {
     pool_free();
 }
 
+// Channel planes <-> tokens: a permutation, exact.
+static void check_tokens(int B, int C, int N) {
+    const size_t n = (size_t)B * C * N;
+    char t[120];
+    snprintf(t, sizeof t, "B%d C%d N%d%s", B, C, N, g_off ? " unaligned" : "");
+    pair *x = p_normal(n, 0, 1), *tok = p_out(n), *back = p_out(n);
+    channels_to_tokens(tok->h, x->h, B, C, N);
+    channels_to_tokens_cuda(tok->d, x->d, B, C, N);
+    tokens_to_channels(back->h, tok->h, B, C, N);
+    tokens_to_channels_cuda(back->d, tok->d, B, C, N);
+    compare(NAME("channels_to_tokens %s", t), tok, 0);
+    compare(NAME("tokens_to_channels %s", t), back, 0);
+    pool_free();
+}
+
+// Per-plane bias: the forward adds in the same order (exact); the backward's plane
+// sums differ only in summation order (float tree vs double).
+static void check_plane_bias(int B, int C, int HW) {
+    const size_t n = (size_t)B * C * HW, nt = (size_t)B * C;
+    char t[120];
+    snprintf(t, sizeof t, "B%d C%d HW%d%s", B, C, HW, g_off ? " unaligned" : "");
+    pair *x = p_normal(n, 0, 1), *tb = p_normal(nt, 0, 1), *dy = p_normal(n, 0, 1), *dt = p_out(nt);
+    plane_bias_forward(x->h, tb->h, B, C, HW);
+    plane_bias_forward_cuda(x->d, tb->d, B, C, HW);
+    compare(NAME("plane_bias fwd %s", t), x, 0);
+    plane_bias_backward(dt->h, dy->h, B, C, HW);
+    plane_bias_backward_cuda(dt->d, dy->d, B, C, HW);
+    compare(NAME("plane_bias bwd %s", t), dt, TOL);
+    pool_free();
+}
+
 static void check_add(size_t n) {
     char t[120];
     snprintf(t, sizeof t, "n%zu%s", n, g_off ? " unaligned" : "");
@@ -459,6 +493,20 @@ static void run_all(int full) {
         check_concat(3, 1, 2, 1);
     }
     check_concat(1, 3, 5, 7);
+
+    if (full) {
+        check_tokens(2, 320, 64 * 64);
+        check_tokens(8, 64, 16 * 16);
+        check_tokens(3, 1, 1);
+    }
+    check_tokens(2, 33, 70);
+
+    if (full) {
+        check_plane_bias(2, 320, 64 * 64);
+        check_plane_bias(8, 64, 8 * 8);
+        check_plane_bias(3, 2, 1);
+    }
+    check_plane_bias(2, 5, 7);
 
     if (full) {
         check_add((size_t)2 * 320 * 64 * 64);
