@@ -157,6 +157,8 @@ int lora_moe_init(lora_moe *moe, unet *m, const lora_moe_config *cfg) {
     if (m->params.lora.rank > 0)
         return err_set("lora_moe: the UNet already has LoRA adapters");
     if (m->moe) return err_set("lora_moe: the UNet already has a mixture of experts attached");
+    if (m->params.params.device != DEVICE_CPU)  // kernels/moe_lora.h has no CUDA version
+        return err_set("lora_moe: a LoRA mixture of experts on CUDA: not yet (build the UNet on the CPU)");
     lora_set s[LORA_MOE_MAX_EXPERTS];
     for (int e = 0; e < E; e++) lora_set_init(&s[e]);
     int rc = 0;

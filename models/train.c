@@ -104,6 +104,10 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
     if (c->unet.out_channels != c->unet.in_channels)
         return err_set("trainer: out_channels %d != in_channels %d (the target has the input's shape)",
                        c->unet.out_channels, c->unet.in_channels);
+    // The trainer's loss, optimizer, EMA and gradient reduction run on the host.
+    if (m->unet.params.params.device != DEVICE_CPU)
+        return err_set("trainer: the UNet lives on cuda; the trainer runs CPU models only "
+                       "(a CUDA training step is unet_forward/backward and unet_adamw_update)");
     tr->grad[0] = (float *)m->unet.params.grads.base;
     if (lora) {
         tr->n[0] = m->unet.params.grads.size / sizeof(float);

@@ -5,11 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/activation.h"
-#include "kernels/concat.h"
-#include "kernels/groupnorm.h"
-#include "kernels/timestep_embedding.h"
-#include "kernels/upsample.h"
+#include "models/device_ops.h"
 #include "models/lora_moe.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -152,7 +148,14 @@ static void unet_setup(unet *m) {
 }
 
 int unet_build(unet *m, const unet_config *cfg, unet_train_mode mode, const lora_config *lora) {
+    return unet_build_device(m, cfg, mode, lora, DEVICE_CPU);
+}
+
+int unet_build_device(unet *m, const unet_config *cfg, unet_train_mode mode,
+                      const lora_config *lora, device_kind device) {
     memset(m, 0, sizeof *m);
+    if (device == DEVICE_CUDA && cuda_device_count() == 0)
+        return err_set("unet: cannot build on cuda: %s", cuda_device_describe());
     if (unet_config_check(cfg)) return -1;
     int rank = lora ? lora->rank : 0;
     if (mode == UNET_TRAIN_LORA && rank <= 0)
@@ -167,7 +170,8 @@ int unet_build(unet *m, const unet_config *cfg, unet_train_mode mode, const lora
         return err_set("unet: LoRA alpha must be positive (got %g)", (double)lora->alpha);
     m->cfg = *cfg;
     m->mode = mode;
-    ptab_init(&m->params, "unet params", mode == UNET_TRAIN_FULL, mode == UNET_TRAIN_LORA, lora);
+    ptab_init_device(&m->params, "unet params", mode == UNET_TRAIN_FULL, mode == UNET_TRAIN_LORA,
+                     lora, device);
     unet_setup(m);
     if (ptab_commit_params(&m->params)) goto fail;
     unet_setup(m);
@@ -214,7 +218,7 @@ static void need_resnet(scratch_sizes *s, const unet_resnet *r, int B) {
 
 static void need_transformer(scratch_sizes *s, const unet_transformer *tr, int B) {
     s->ws = zmax(s->ws, unet_transformer_scratch_floats(tr, B));
-    s->attn = zmax(s->attn, unet_transformer_attn_scratch_floats(tr));
+    s->attn = zmax(s->attn, unet_transformer_attn_scratch_floats(tr, B));
 }
 
 // Every activation and backward buffer, in forward order.
@@ -223,6 +227,8 @@ static void acts_layout(unet *m, arena *a, int B, int T) {
     int C0 = c->block_out_channels[0], S = c->sample_size, L = c->layers_per_block;
     size_t img0 = (size_t)B * C0 * S * S;
     scratch_sizes need = {.stream = zmax(img0, (size_t)B * c->in_channels * S * S)};
+    // The timesteps come from the host; a CUDA model keeps its copy here.
+    m->t_dev = a->device == DEVICE_CUDA ? take(a, (size_t)B) : NULL;
     m->tproj = take(a, (size_t)B * C0);
     m->e1 = take(a, (size_t)B * 4 * C0), m->e1a = take(a, (size_t)B * 4 * C0);
     m->emb = take(a, (size_t)B * 4 * C0), m->emb_act = take(a, (size_t)B * 4 * C0);
@@ -292,7 +298,7 @@ static void acts_layout(unet *m, arena *a, int B, int T) {
 int unet_alloc_activations(unet *m, int B, int T) {
     if (B < 1 || T < 1) return err_set("unet: batch %d and context length %d must be positive", B, T);
     arena_free(&m->acts);
-    m->acts = arena_plan("unet acts", DEVICE_CPU);
+    m->acts = arena_plan("unet acts", m->params.params.device);
     acts_layout(m, &m->acts, B, T);
     if (arena_commit(&m->acts)) return -1;
     acts_layout(m, &m->acts, B, T);
@@ -303,10 +309,6 @@ int unet_alloc_activations(unet *m, int B, int T) {
 void unet_free(unet *m) {
     arena_free(&m->acts);
     ptab_free(&m->params);
-}
-
-static void add_into(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
 void unet_zero_grad(unet *m) {
@@ -328,19 +330,25 @@ int unet_forward_cond(unet *m, const float *x, const float *t, const float *cont
                        c->class_embed_dim, class_labels ? "given" : "not given");
     int C0 = c->block_out_channels[0], S = c->sample_size, L = c->layers_per_block;
     size_t temb = (size_t)B * 4 * C0;
+    device_kind dev = m->acts.device;
+    if (dev == DEVICE_CUDA) {  // t is host memory on every device (unet.h)
+        device_copy(DEVICE_CUDA, m->t_dev, DEVICE_CPU, t, (size_t)B * sizeof(float));
+        t = m->t_dev;
+    }
     // time embedding; silu(emb) is shared by every ResNet's time_emb_proj
-    timestep_embedding_forward(m->tproj, t, B, C0, c->flip_sin_to_cos, c->freq_shift, 10000.0f);
+    dev_timestep_embedding_forward(dev, m->tproj, t, B, C0, c->flip_sin_to_cos, c->freq_shift,
+                                   10000.0f);
     unet_linear_forward(&m->time_linear_1, m->e1, m->tproj, B);
-    silu_forward(m->e1a, m->e1, temb);
+    dev_silu_forward(dev, m->e1a, m->e1, temb);
     unet_linear_forward(&m->time_linear_2, m->emb, m->e1a, B);
     m->class_in = class_labels;
     if (class_labels) {  // emb += linear_2(silu(linear_1(class_labels))), dtmp as scratch
         unet_linear_forward(&m->class_linear_1, m->c1, class_labels, B);
-        silu_forward(m->c1a, m->c1, temb);
+        dev_silu_forward(dev, m->c1a, m->c1, temb);
         unet_linear_forward(&m->class_linear_2, m->dtmp, m->c1a, B);
-        add_into(m->emb, m->dtmp, temb);
+        dev_add_into(dev, m->emb, m->dtmp, temb);
     }
-    silu_forward(m->emb_act, m->emb, temb);
+    dev_silu_forward(dev, m->emb_act, m->emb, temb);
     m->x = x;
     unet_conv_forward(&m->conv_in, m->h_in, x, B, S, S, m->conv_ws);
     const float *h = m->h_in;
@@ -368,8 +376,8 @@ int unet_forward_cond(unet *m, const float *x, const float *t, const float *cont
     for (int i = 0; i < c->n_levels; i++) {
         unet_up_level *u = &m->up[i];
         for (int j = 0; j <= L; j++) {
-            concat_channels_forward(u->cat[j], h, m->skips[u->skip[j]], B, u->cprev[j],
-                                    u->cskip[j], u->H * u->W);
+            dev_concat_channels_forward(dev, u->cat[j], h, m->skips[u->skip[j]], B, u->cprev[j],
+                                        u->cskip[j], u->H * u->W);
             unet_resnet_forward(&u->resnets[j], u->cat[j], m->emb_act, B, m->conv_ws);
             h = u->resnets[j].out;
             if (u->has_attn) {
@@ -378,15 +386,15 @@ int unet_forward_cond(unet *m, const float *x, const float *t, const float *cont
             }
         }
         if (u->has_up) {
-            upsample_nearest2x_forward(u->up_in, h, B, u->C, u->H, u->W);
+            dev_upsample_nearest2x_forward(dev, u->up_in, h, B, u->C, u->H, u->W);
             unet_conv_forward(&u->upsampler, u->up_out, u->up_in, B, 2 * u->H, 2 * u->W, m->conv_ws);
             h = u->up_out;
         }
     }
     m->h_last = h;
-    groupnorm_forward(m->no, m->no_mean, m->no_rstd, h, m->conv_norm_out.w, m->conv_norm_out.b,
-                      B, C0, S * S, c->norm_num_groups, c->norm_eps);
-    silu_forward(m->no_act, m->no, (size_t)B * C0 * S * S);
+    dev_groupnorm_forward(dev, m->no, m->no_mean, m->no_rstd, h, m->conv_norm_out.w,
+                          m->conv_norm_out.b, B, C0, S * S, c->norm_num_groups, c->norm_eps);
+    dev_silu_forward(dev, m->no_act, m->no, (size_t)B * C0 * S * S);
     unet_conv_forward(&m->conv_out, m->out, m->no_act, B, S, S, m->conv_ws);
     return 0;
 }
@@ -403,18 +411,20 @@ void unet_backward_cond(unet *m, const float *dout, float *dx, float *dcontext, 
     int C0 = c->block_out_channels[0], S = c->sample_size, L = c->layers_per_block;
     size_t temb = (size_t)B * 4 * C0;
     float *g = m->g0, *o = m->g1;  // g: gradient of the current stream tensor; o: the other
-    if (dcontext) memset(dcontext, 0, (size_t)B * m->T * c->cross_attention_dim * sizeof(float));
-    memset(m->demb_act, 0, temb * sizeof(float));
+    device_kind dev = m->acts.device;
+    if (dcontext) dev_zero(dev, dcontext, (size_t)B * m->T * c->cross_attention_dim * sizeof(float));
+    dev_zero(dev, m->demb_act, temb * sizeof(float));
     // out = conv_out(silu(conv_norm_out(h)))
     unet_conv_backward(&m->conv_out, o, dout, m->no_act, B, S, S, m->conv_ws);
-    silu_backward(o, o, m->no, (size_t)B * C0 * S * S);
-    groupnorm_backward(g, m->conv_norm_out.dw, m->conv_norm_out.db, o, m->h_last, m->conv_norm_out.w,
-                       m->no_mean, m->no_rstd, B, C0, S * S, c->norm_num_groups);
+    dev_silu_backward(dev, o, o, m->no, (size_t)B * C0 * S * S);
+    dev_groupnorm_backward(dev, g, m->conv_norm_out.dw, m->conv_norm_out.db, o, m->h_last,
+                           m->conv_norm_out.w, m->no_mean, m->no_rstd, B, C0, S * S,
+                           c->norm_num_groups);
     for (int i = c->n_levels - 1; i >= 0; i--) {
         unet_up_level *u = &m->up[i];
         if (u->has_up) {
             unet_conv_backward(&u->upsampler, o, g, u->up_in, B, 2 * u->H, 2 * u->W, m->conv_ws);
-            upsample_nearest2x_backward(g, o, B, u->C, u->H, u->W);
+            dev_upsample_nearest2x_backward(dev, g, o, B, u->C, u->H, u->W);
         }
         for (int j = L; j >= 0; j--) {
             if (u->has_attn) {
@@ -424,8 +434,8 @@ void unet_backward_cond(unet *m, const float *dout, float *dx, float *dcontext, 
             }
             unet_resnet_backward(&u->resnets[j], o, m->demb_act, g, m->emb_act, B, m->ws,
                                  m->conv_ws, m->lora_ws);
-            concat_channels_backward(g, m->dskips[u->skip[j]], o, B, u->cprev[j], u->cskip[j],
-                                     u->H * u->W);
+            dev_concat_channels_backward(dev, g, m->dskips[u->skip[j]], o, B, u->cprev[j],
+                                         u->cskip[j], u->H * u->W);
         }
     }
     unet_resnet_backward(&m->mid_resnets[1], o, m->demb_act, g, m->emb_act, B, m->ws, m->conv_ws,
@@ -439,13 +449,13 @@ void unet_backward_cond(unet *m, const float *dout, float *dx, float *dcontext, 
     for (int i = c->n_levels - 1; i >= 0; i--) {
         unet_down_level *d = &m->down[i];
         if (d->has_down) {
-            add_into(g, m->dskips[d->skip[L]], (size_t)B * d->C * (d->H / 2) * (d->W / 2));
+            dev_add_into(dev, g, m->dskips[d->skip[L]], (size_t)B * d->C * (d->H / 2) * (d->W / 2));
             unet_conv_backward(&d->downsampler, o, g, m->skips[d->skip[L - 1]], B, d->H, d->W,
                                m->conv_ws);
             SWAP(g, o);
         }
         for (int j = L - 1; j >= 0; j--) {
-            add_into(g, m->dskips[d->skip[j]], (size_t)B * d->C * d->H * d->W);
+            dev_add_into(dev, g, m->dskips[d->skip[j]], (size_t)B * d->C * d->H * d->W);
             if (d->has_attn) {
                 unet_transformer_backward(&d->attentions[j], o, dcontext, g, B, m->ws, m->attn_ws,
                                           m->lora_ws);
@@ -456,16 +466,16 @@ void unet_backward_cond(unet *m, const float *dout, float *dx, float *dcontext, 
             SWAP(g, o);
         }
     }
-    add_into(g, m->dskips[0], (size_t)B * C0 * S * S);
+    dev_add_into(dev, g, m->dskips[0], (size_t)B * C0 * S * S);
     unet_conv_backward(&m->conv_in, dx, g, m->x, B, S, S, m->conv_ws);
     // emb_act = silu(linear_2(silu(linear_1(tproj))))
-    silu_backward(m->demb_act, m->demb_act, m->emb, temb);
+    dev_silu_backward(dev, m->demb_act, m->demb_act, m->emb, temb);
     if (m->class_in) {
         unet_linear_backward(&m->class_linear_2, m->dtmp, m->demb_act, m->c1a, B, m->lora_ws);
-        silu_backward(m->dtmp, m->dtmp, m->c1, temb);
+        dev_silu_backward(dev, m->dtmp, m->dtmp, m->c1, temb);
         unet_linear_backward(&m->class_linear_1, dclass, m->dtmp, m->class_in, B, m->lora_ws);
     }
     unet_linear_backward(&m->time_linear_2, m->dtmp, m->demb_act, m->e1a, B, m->lora_ws);
-    silu_backward(m->dtmp, m->dtmp, m->e1, temb);
+    dev_silu_backward(dev, m->dtmp, m->dtmp, m->e1, temb);
     unet_linear_backward(&m->time_linear_1, NULL, m->dtmp, m->tproj, B, m->lora_ws);
 }

@@ -25,11 +25,22 @@
 // the adapter tensors with a "unet." prefix (diffusers' / PEFT's convention for a
 // pipeline's LoRA file: "unet.down_blocks.1.attentions.0.transformer_blocks.0.
 // attn1.to_q.lora_A.weight") and rank, alpha and targets in __metadata__.
+//
+// Devices: unet_build_device(..., DEVICE_CUDA) puts parameters, gradients and
+// activations in device memory, float32, and every forward/backward kernel runs on
+// the GPU (models/device_ops.h); LoRA adapters included. Then x, context,
+// class_labels, dout, dx, dcontext, dclass and m->out are device pointers, while the
+// timesteps t stay host memory on every device (the samplers and the trainer draw
+// them on the host; the model copies B floats over). Host code must not read a CUDA
+// model's tensors: unet_copy_params moves weights between a CPU and a CUDA model of
+// the same build; unet_save / unet_load / unet_init_random work on CPU models only.
+// Not on CUDA yet: a LoRA mixture of experts (lora_moe_init refuses).
 #ifndef SELMA_MODELS_UNET_H
 #define SELMA_MODELS_UNET_H
 
 #include <stdint.h>
 
+#include "kernels/adamw.h"
 #include "models/unet_modules.h"
 
 #ifdef __cplusplus
@@ -113,8 +124,9 @@ typedef struct unet {
     unet_conv conv_out;
     int n_skips, skip_c[UNET_MAX_SKIPS], skip_hw[UNET_MAX_SKIPS];
     // activations (arena `acts`), for batches up to B and T context tokens
-    arena acts;
+    arena acts;             // on the parameters' device
     int B, T;
+    float *t_dev;           // (B) the timesteps copied to a CUDA model; NULL on the CPU
     const float *x;                      // (B, in_channels, H, W) the forward's input
     const float *skips[UNET_MAX_SKIPS];  // pointers to block outputs
     const float *h_last;                 // (B, C0, H, W) the last up block's output
@@ -137,6 +149,9 @@ typedef struct unet {
 // lora may be NULL (no adapters). Builds the parameter table, allocates parameters
 // and (unless frozen) gradients. -1 with a message on a bad config or mode.
 int unet_build(unet *m, const unet_config *cfg, unet_train_mode mode, const lora_config *lora);
+// The same on `device`: DEVICE_CUDA needs a CUDA build and a device (-1 otherwise).
+int unet_build_device(unet *m, const unet_config *cfg, unet_train_mode mode,
+                      const lora_config *lora, device_kind device);
 // Base parameters and tensors of a config, counted without allocating them.
 int unet_param_count(const unet_config *cfg, size_t *n_params, int *n_tensors);
 int unet_alloc_activations(unet *m, int B, int T);
@@ -147,6 +162,16 @@ void unet_free(unet *m);
 // layout.
 void unet_init_random(unet *m, uint64_t seed);
 void unet_zero_grad(unet *m);
+
+// Every parameter of src into dst, whatever their devices: the two must have been
+// built from the same config, LoRA config and mode (the same tensors by name and
+// shape), else -1 with a message naming the first difference.
+int unet_copy_params(unet *dst, const unet *src);
+// One AdamW step (kernels/adamw.h) of every trainable parameter, on the model's
+// device. adam_m and adam_v: unet_adam_state_floats(m) floats each on that device,
+// zero before the first step (t = 1), laid out like the gradient arena.
+size_t unet_adam_state_floats(const unet *m);
+void unet_adamw_update(unet *m, float *adam_m, float *adam_v, const adamw_hparams *hp, int t);
 
 // x (B, in_channels, H, W); t (B) timesteps (float, not necessarily integer);
 // context (B, T, cross_attention_dim). B <= the allocated batch. Result in m->out.

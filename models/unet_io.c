@@ -8,6 +8,7 @@
 #include "models/lora_set.h"
 #include "models/param_file.h"
 #include "models/unet.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/rng.h"
@@ -21,11 +22,15 @@ static uint64_t fnv1a(const char *s) {
     return h;
 }
 
+// A CUDA model's tensors are drawn on the host and copied over, so both devices get
+// the same values.
 void unet_init_random(unet *m, uint64_t seed) {
+    device_kind dev = m->params.params.device;
     for (int i = 0; i < m->params.n; i++) {
         unet_param *p = &m->params.items[i];
-        float *x = p->t.data;
         size_t n = (size_t)tensor_numel(&p->t);
+        float *x = dev == DEVICE_CPU ? p->t.data : malloc((n ? n : 1) * sizeof *x);
+        CHECK(x != NULL);
         if (p->init == PARAM_INIT_ONES)
             for (size_t k = 0; k < n; k++) x[k] = 1.0f;
         else if (p->init == PARAM_INIT_ZEROS)
@@ -34,7 +39,18 @@ void unet_init_random(unet *m, uint64_t seed) {
             float bound = 1.0f / sqrtf((float)p->fan_in);
             rng_fill_uniform(x, n, seed, fnv1a(p->name), 0, -bound, bound);
         }
+        if (dev != DEVICE_CPU) {
+            device_copy(dev, p->t.data, DEVICE_CPU, x, n * sizeof *x);
+            free(x);
+        }
     }
+}
+
+// Safetensors I/O reads and writes the tensors from the host.
+static int require_cpu(const unet *m, const char *what, const char *path) {
+    if (m->params.params.device == DEVICE_CPU) return 0;
+    return err_set("%s %s: the UNet lives on cuda; unet_copy_params it to a CPU model first",
+                   what, path);
 }
 
 static void file_name(char *buf, const unet_param *p) {
@@ -63,6 +79,7 @@ static int save_diffusers_meta(const unet *m, st_writer *w) {
 }
 
 int unet_save(const unet *m, const char *path, param_kind kind) {
+    if (require_cpu(m, "unet_save", path)) return -1;
     st_writer w;
     st_writer_init(&w);
     char name[UNET_NAME_MAX + 8], buf[64];
@@ -91,6 +108,7 @@ int unet_save(const unet *m, const char *path, param_kind kind) {
 }
 
 int unet_load(unet *m, const char *path, param_kind kind) {
+    if (require_cpu(m, "unet_load", path)) return -1;
     st_file f;
     if (st_open(path, &f)) return -1;
     char name[UNET_NAME_MAX + 8];

@@ -5,11 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/activation.h"
-#include "kernels/conv2d.h"
-#include "kernels/groupnorm.h"
-#include "kernels/linear.h"
-#include "kernels/lora.h"
+#include "models/device_ops.h"
 #include "models/lora_moe.h"
 #include "runtime/error.h"
 
@@ -17,9 +13,14 @@
 
 void ptab_init(param_table *t, const char *name, int train_base, int train_lora,
                const lora_config *lora) {
+    ptab_init_device(t, name, train_base, train_lora, lora, DEVICE_CPU);
+}
+
+void ptab_init_device(param_table *t, const char *name, int train_base, int train_lora,
+                      const lora_config *lora, device_kind device) {
     memset(t, 0, sizeof *t);
-    t->params = arena_plan(name, DEVICE_CPU);
-    t->grads = arena_plan("grads", DEVICE_CPU);
+    t->params = arena_plan(name, device);
+    t->grads = arena_plan("grads", device);
     t->train_base = train_base;
     t->train_lora = train_lora;
     if (lora) t->lora = *lora;
@@ -72,7 +73,7 @@ int ptab_commit_grads(param_table *t) {
 }
 
 void ptab_zero_grad(param_table *t) {
-    if (t->grads.base) memset(t->grads.base, 0, t->grads.size);
+    if (t->grads.base) device_memset(t->grads.device, t->grads.base, 0, t->grads.size);
 }
 
 void ptab_free(param_table *t) {
@@ -124,6 +125,7 @@ void unet_linear_setup(unet_linear *l, param_table *t, const char *name, int in,
                        int bias, int as_conv1x1) {
     char buf[UNET_NAME_MAX];
     memset(l, 0, sizeof *l);
+    l->dev = t->params.device;
     l->in = in;
     l->out = out;
     int64_t ws[4] = {out, in, 1, 1}, bs[1] = {out};
@@ -152,13 +154,13 @@ void unet_linear_acts(unet_linear *l, arena *a, int N) {
 }
 
 void unet_linear_forward(unet_linear *l, float *out, const float *inp, int N) {
-    if (l->moe)
+    if (l->moe)  // CPU only: lora_moe_init refuses a CUDA model
         moe_linear_forward(l, out, inp, N);
     else if (l->rank)
-        lora_linear_forward(out, l->lora_h, inp, l->w, l->b, l->lora_a, l->lora_b, l->scale,
-                            N, l->in, l->out, l->rank);
+        dev_lora_linear_forward(l->dev, out, l->lora_h, inp, l->w, l->b, l->lora_a, l->lora_b,
+                                l->scale, N, l->in, l->out, l->rank);
     else
-        linear_forward(out, inp, l->w, l->b, N, l->in, l->out);
+        dev_linear_forward(l->dev, out, inp, l->w, l->b, N, l->in, l->out);
 }
 
 void unet_linear_backward(unet_linear *l, float *dinp, const float *dout, const float *inp,
@@ -166,16 +168,18 @@ void unet_linear_backward(unet_linear *l, float *dinp, const float *dout, const 
     if (l->moe)  // base and experts frozen: router gradients only
         moe_linear_backward(l, dinp, dout, inp, N);
     else if (l->rank)  // the base weight is frozen under an adapter: lora.h computes none
-        lora_linear_backward(dinp, l->dlora_a, l->dlora_b, dh_scratch, dout, inp, l->lora_h,
-                             l->w, l->lora_a, l->lora_b, l->scale, N, l->in, l->out, l->rank);
+        dev_lora_linear_backward(l->dev, dinp, l->dlora_a, l->dlora_b, dh_scratch, dout, inp,
+                                 l->lora_h, l->w, l->lora_a, l->lora_b, l->scale, N, l->in,
+                                 l->out, l->rank);
     else if (dinp || l->dw || l->db)
-        linear_backward(dinp, l->dw, l->db, dout, inp, l->w, N, l->in, l->out);
+        dev_linear_backward(l->dev, dinp, l->dw, l->db, dout, inp, l->w, N, l->in, l->out);
 }
 
 void unet_conv_setup(unet_conv *c, param_table *t, const char *name, int in, int out, int k,
                      int stride, int pad) {
     char buf[UNET_NAME_MAX];
-    *c = (unet_conv){.in = in, .out = out, .k = k, .stride = stride, .pad = pad};
+    *c = (unet_conv){.dev = t->params.device, .in = in, .out = out, .k = k, .stride = stride,
+                     .pad = pad};
     int64_t ws[4] = {out, in, k, k}, bs[1] = {out};
     name2(buf, name, "weight");
     c->w = ptab_add(t, buf, 4, ws, PARAM_BASE, PARAM_INIT_UNIFORM, in * k * k, &c->dw);
@@ -190,25 +194,26 @@ static conv2d_shape conv_shape(const unet_conv *c, int B, int H, int W) {
 
 size_t unet_conv_scratch_floats(const unet_conv *c, int B, int H, int W) {
     conv2d_shape s = conv_shape(c, B, H, W);
-    return conv2d_scratch_floats(&s);
+    return dev_conv2d_scratch_floats(c->dev, &s);
 }
 
 void unet_conv_forward(const unet_conv *c, float *out, const float *inp, int B, int H, int W,
                        float *conv_ws) {
     conv2d_shape s = conv_shape(c, B, H, W);
-    conv2d_forward(out, inp, c->w, c->b, &s, conv_ws);
+    dev_conv2d_forward(c->dev, out, inp, c->w, c->b, &s, conv_ws);
 }
 
 void unet_conv_backward(const unet_conv *c, float *dinp, const float *dout, const float *inp,
                         int B, int H, int W, float *conv_ws) {
     conv2d_shape s = conv_shape(c, B, H, W);
-    if (dinp || c->dw || c->db) conv2d_backward(dinp, c->dw, c->db, dout, inp, c->w, &s, conv_ws);
+    if (dinp || c->dw || c->db)
+        dev_conv2d_backward(c->dev, dinp, c->dw, c->db, dout, inp, c->w, &s, conv_ws);
 }
 
 void unet_norm_setup(unet_norm *n, param_table *t, const char *name, int C, int groups,
                      float eps) {
     char buf[UNET_NAME_MAX];
-    *n = (unet_norm){.C = C, .groups = groups, .eps = eps};
+    *n = (unet_norm){.dev = t->params.device, .C = C, .groups = groups, .eps = eps};
     int64_t s[1] = {C};
     name2(buf, name, "weight");
     n->w = ptab_add(t, buf, 1, s, PARAM_BASE, PARAM_INIT_ONES, 0, &n->dw);
@@ -222,6 +227,7 @@ void unet_resnet_setup(unet_resnet *r, param_table *t, const char *prefix, int c
                        int temb_dim, int groups, float eps, int H, int W) {
     char buf[UNET_NAME_MAX];
     memset(r, 0, sizeof *r);
+    r->dev = t->params.device;
     r->cin = cin;
     r->cout = cout;
     r->H = H;
@@ -281,26 +287,23 @@ void unet_resnet_forward(unet_resnet *r, const float *x, const float *temb_act, 
                          float *conv_ws) {
     int HW = r->H * r->W;
     size_t X = (size_t)B * r->cin * HW, Y = (size_t)B * r->cout * HW;
+    device_kind dev = r->dev;
     r->x = x;
-    groupnorm_forward(r->n1, r->mean1, r->rstd1, x, r->norm1.w, r->norm1.b, B, r->cin, HW,
-                      r->norm1.groups, r->norm1.eps);
-    silu_forward(r->a1, r->n1, X);
+    dev_groupnorm_forward(dev, r->n1, r->mean1, r->rstd1, x, r->norm1.w, r->norm1.b, B, r->cin,
+                          HW, r->norm1.groups, r->norm1.eps);
+    dev_silu_forward(dev, r->a1, r->n1, X);
     unet_conv_forward(&r->conv1, r->h1, r->a1, B, r->H, r->W, conv_ws);
     unet_linear_forward(&r->time_emb_proj, r->t, temb_act, B);
-    for (int b = 0; b < B; b++)  // h1 += t[:, :, None, None]
-        for (int c = 0; c < r->cout; c++) {
-            float tv = r->t[(size_t)b * r->cout + c], *h = r->h1 + ((size_t)b * r->cout + c) * HW;
-            for (int i = 0; i < HW; i++) h[i] += tv;
-        }
-    groupnorm_forward(r->n2, r->mean2, r->rstd2, r->h1, r->norm2.w, r->norm2.b, B, r->cout, HW,
-                      r->norm2.groups, r->norm2.eps);
-    silu_forward(r->a2, r->n2, Y);
+    dev_plane_bias_forward(dev, r->h1, r->t, B, r->cout, HW);  // h1 += t[:, :, None, None]
+    dev_groupnorm_forward(dev, r->n2, r->mean2, r->rstd2, r->h1, r->norm2.w, r->norm2.b, B,
+                          r->cout, HW, r->norm2.groups, r->norm2.eps);
+    dev_silu_forward(dev, r->a2, r->n2, Y);
     unet_conv_forward(&r->conv2, r->out, r->a2, B, r->H, r->W, conv_ws);
     if (r->sc) {
         unet_conv_forward(&r->conv_shortcut, r->sc, x, B, r->H, r->W, conv_ws);
-        for (size_t i = 0; i < Y; i++) r->out[i] += r->sc[i];
+        dev_add_into(dev, r->out, r->sc, Y);
     } else {
-        for (size_t i = 0; i < Y; i++) r->out[i] += x[i];
+        dev_add_into(dev, r->out, x, Y);
     }
 }
 
@@ -311,30 +314,24 @@ void unet_resnet_backward(unet_resnet *r, float *dx, float *dtemb_act, const flo
     size_t X = (size_t)B * r->cin * HW, Y = (size_t)B * r->cout * HW;
     float *dY1 = ws, *dY2 = dY1 + Y, *dX1 = dY2 + Y, *dX2 = dX1 + X, *dt = dX2 + X;
     float *dtemb = dt + (size_t)B * r->cout;
+    device_kind dev = r->dev;
     // out = conv2(a2) + shortcut
     unet_conv_backward(&r->conv2, dY1, dout, r->a2, B, r->H, r->W, conv_ws);
-    silu_backward(dY1, dY1, r->n2, Y);
-    groupnorm_backward(dY2, r->norm2.dw, r->norm2.db, dY1, r->h1, r->norm2.w, r->mean2,
-                       r->rstd2, B, r->cout, HW, r->norm2.groups);
+    dev_silu_backward(dev, dY1, dY1, r->n2, Y);
+    dev_groupnorm_backward(dev, dY2, r->norm2.dw, r->norm2.db, dY1, r->h1, r->norm2.w, r->mean2,
+                           r->rstd2, B, r->cout, HW, r->norm2.groups);
     // h1 = conv1(a1) + t broadcast over the plane: dt is the plane sum of dh1.
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < r->cout; c++) {
-            const float *g = dY2 + ((size_t)b * r->cout + c) * HW;
-            double s = 0;
-            for (int i = 0; i < HW; i++) s += g[i];
-            dt[(size_t)b * r->cout + c] = (float)s;
-        }
+    dev_plane_bias_backward(dev, dt, dY2, B, r->cout, HW);
     unet_linear_backward(&r->time_emb_proj, dtemb_act ? dtemb : NULL, dt, temb_act, B, lora_ws);
-    if (dtemb_act)
-        for (size_t i = 0; i < (size_t)B * r->temb_dim; i++) dtemb_act[i] += dtemb[i];
+    if (dtemb_act) dev_add_into(dev, dtemb_act, dtemb, (size_t)B * r->temb_dim);
     unet_conv_backward(&r->conv1, dX1, dY2, r->a1, B, r->H, r->W, conv_ws);
-    silu_backward(dX1, dX1, r->n1, X);
-    groupnorm_backward(dx, r->norm1.dw, r->norm1.db, dX1, r->x, r->norm1.w, r->mean1, r->rstd1,
-                       B, r->cin, HW, r->norm1.groups);
+    dev_silu_backward(dev, dX1, dX1, r->n1, X);
+    dev_groupnorm_backward(dev, dx, r->norm1.dw, r->norm1.db, dX1, r->x, r->norm1.w, r->mean1,
+                           r->rstd1, B, r->cin, HW, r->norm1.groups);
     if (r->sc) {
         unet_conv_backward(&r->conv_shortcut, dX2, dout, r->x, B, r->H, r->W, conv_ws);
-        for (size_t i = 0; i < X; i++) dx[i] += dX2[i];
+        dev_add_into(dev, dx, dX2, X);
     } else {
-        for (size_t i = 0; i < X; i++) dx[i] += dout[i];
+        dev_add_into(dev, dx, dout, X);
     }
 }

@@ -6,7 +6,10 @@
 //
 // Memory: parameters and gradients come from the table's two arenas, activations
 // from the caller's arena; every layout function runs twice (plan, then assign) as
-// runtime/arena.h describes. Backward temporaries come from a caller workspace sized
+// runtime/arena.h describes. The table's device (CPU or CUDA) is every module's
+// `dev`: the caller's activation arena and every pointer passed to a forward or
+// backward must live there too; models/device_ops.h sends each kernel call to that
+// device's version. Backward temporaries come from a caller workspace sized
 // by the *_scratch_floats functions, so one buffer serves every block in turn.
 //
 // Gradient rule (DESIGN.md): parameter gradients accumulate (+=), activation
@@ -58,14 +61,16 @@ typedef struct lora_config {
 typedef struct param_table {
     unet_param *items;
     int n, cap;
-    arena params, grads;
+    arena params, grads;    // both on the table's device (params.device)
     int train_base, train_lora;  // which kinds get gradients
     lora_config lora;
 } param_table;
 
-// Starts an empty table (no memory yet).
+// Starts an empty table (no memory yet) on the CPU, or on `device`.
 void ptab_init(param_table *t, const char *name, int train_base, int train_lora,
                const lora_config *lora);
+void ptab_init_device(param_table *t, const char *name, int train_base, int train_lora,
+                      const lora_config *lora, device_kind device);
 // Lay-out protocol: ptab_begin(); register everything; ptab_commit_params(); begin;
 // register again (same order, pointers now real); ptab_commit_grads().
 void ptab_begin(param_table *t);
@@ -73,7 +78,7 @@ float *ptab_add(param_table *t, const char *name, int ndim, const int64_t *shape
                 param_kind kind, param_init init, int fan_in, float **grad_slot);
 int ptab_commit_params(param_table *t);
 int ptab_commit_grads(param_table *t);  // allocates and hands out gradient buffers
-void ptab_zero_grad(param_table *t);
+void ptab_zero_grad(param_table *t);  // on the table's device
 void ptab_free(param_table *t);
 unet_param *ptab_find(const param_table *t, const char *name);
 size_t ptab_count(const param_table *t, param_kind kind, int trainable_only);
@@ -83,6 +88,7 @@ size_t ptab_count(const param_table *t, param_kind kind, int trainable_only);
 // nn.Linear (and a 1x1 nn.Conv2d used as one: SD1's proj_in/proj_out, whose weight
 // is (out, in, 1, 1) with the same memory). Optional LoRA adapter (kernels/lora.h).
 typedef struct unet_linear {
+    device_kind dev;         // where its parameters live (the table's device)
     int in, out, rank;
     float scale;             // alpha / rank
     float *w, *b;            // (out, in), (out) or NULL
@@ -95,12 +101,14 @@ typedef struct unet_linear {
 } unet_linear;
 
 typedef struct unet_conv {
+    device_kind dev;
     int in, out, k, stride, pad;
     float *w, *b;    // (out, in, k, k), (out)
     float *dw, *db;
 } unet_conv;
 
 typedef struct unet_norm {  // GroupNorm (groups > 0) or LayerNorm (groups == 0)
+    device_kind dev;
     int C, groups;
     float eps;
     float *w, *b;    // (C)
@@ -124,7 +132,8 @@ void unet_conv_forward(const unet_conv *c, float *out, const float *inp, int B, 
 // dinp (B, in, H, W) assigned, may be NULL.
 void unet_conv_backward(const unet_conv *c, float *dinp, const float *dout, const float *inp,
                         int B, int H, int W, float *conv_ws);
-// conv_ws floats a convolution of B images of H x W needs (kernels/conv2d.h).
+// conv_ws floats a convolution of B images of H x W needs (kernels/conv2d.h; none on
+// CUDA).
 size_t unet_conv_scratch_floats(const unet_conv *c, int B, int H, int W);
 
 // ---- ResnetBlock2D ----
@@ -133,6 +142,7 @@ size_t unet_conv_scratch_floats(const unet_conv *c, int B, int H, int W);
 // output_scale_factor 1. silu(temb) is computed once by the caller (diffusers
 // computes the same value in every block).
 typedef struct unet_resnet {
+    device_kind dev;
     int cin, cout, H, W, temb_dim;
     unet_norm norm1, norm2;
     unet_conv conv1, conv2, conv_shortcut;  // conv_shortcut.w NULL when cin == cout
@@ -184,6 +194,7 @@ typedef struct unet_attention {
 } unet_attention;
 
 typedef struct unet_transformer {
+    device_kind dev;
     int C, H, W, T, heads, cross_dim;
     unet_norm norm;                  // GroupNorm
     unet_linear proj_in, proj_out;   // 1x1 conv or Linear (use_linear_projection)
@@ -215,7 +226,8 @@ void unet_transformer_setup(unet_transformer *tr, param_table *t, const char *pr
 // T: context tokens.
 void unet_transformer_acts(unet_transformer *tr, arena *a, int B, int T);
 size_t unet_transformer_scratch_floats(const unet_transformer *tr, int B);
-size_t unet_transformer_attn_scratch_floats(const unet_transformer *tr);
+// Attention scratch for batches up to B on the block's device (models/device_ops.h).
+size_t unet_transformer_attn_scratch_floats(const unet_transformer *tr, int B);
 // context (B, T, cross_dim). Writes tr->out.
 void unet_transformer_forward(unet_transformer *tr, const float *x, const float *context,
                               int B, float *attn_ws);

@@ -8,10 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kernels/activation.h"
-#include "kernels/attention.h"
-#include "kernels/groupnorm.h"
-#include "kernels/layernorm.h"
+#include "models/device_ops.h"
 #include "models/unet_modules.h"
 #include "runtime/error.h"
 
@@ -21,29 +18,6 @@
 static void name2(char *buf, const char *a, const char *b) {
     int n = snprintf(buf, UNET_NAME_MAX, "%s.%s", a, b);
     CHECK(n > 0 && n < UNET_NAME_MAX);
-}
-
-// (B, C, N) <-> (B, N, C)
-static void to_tokens(float *dst, const float *src, int B, int C, int N) {
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < C; c++) {
-            const float *s = src + ((size_t)b * C + c) * N;
-            float *d = dst + (size_t)b * N * C + c;
-            for (int i = 0; i < N; i++) d[(size_t)i * C] = s[i];
-        }
-}
-
-static void from_tokens(float *dst, const float *src, int B, int C, int N) {
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < C; c++) {
-            const float *s = src + (size_t)b * N * C + c;
-            float *d = dst + ((size_t)b * C + c) * N;
-            for (int i = 0; i < N; i++) d[i] = s[(size_t)i * C];
-        }
-}
-
-static void add_into(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
 static void attention_setup(unet_attention *at, param_table *t, const char *name, int C,
@@ -67,7 +41,8 @@ void unet_transformer_setup(unet_transformer *tr, param_table *t, const char *pr
                             int W) {
     char buf[UNET_NAME_MAX];
     CHECK(C % heads == 0);  // the config check rejects this before any setup
-    *tr = (unet_transformer){.C = C, .H = H, .W = W, .heads = heads, .cross_dim = cross_dim};
+    *tr = (unet_transformer){.dev = t->params.device, .C = C, .H = H, .W = W, .heads = heads,
+                             .cross_dim = cross_dim};
     name2(buf, prefix, "norm");
     unet_norm_setup(&tr->norm, t, buf, C, groups, TRANSFORMER_GN_EPS);
     name2(buf, prefix, "proj_in");
@@ -141,9 +116,10 @@ size_t unet_transformer_scratch_floats(const unet_transformer *tr, int B) {
     return 5 * NC + 8 * NC + 4 * NC + 2 * KV + (size_t)B * tr->T * tr->cross_dim;
 }
 
-size_t unet_transformer_attn_scratch_floats(const unet_transformer *tr) {
+size_t unet_transformer_attn_scratch_floats(const unet_transformer *tr, int B) {
     int N = tr->H * tr->W;
-    return max_sz(attention_scratch_floats(N, N), attention_scratch_floats(N, tr->T));
+    return max_sz(dev_attention_scratch_floats(tr->dev, B, N, N, tr->heads),
+                  dev_attention_scratch_floats(tr->dev, B, N, tr->T, tr->heads));
 }
 
 // out (B*N, C) = to_out(attention(to_q(xq), to_k(xkv), to_v(xkv))); xkv (B*M, kv_dim).
@@ -153,8 +129,8 @@ static void attention_forward_block(unet_attention *at, float *out, const float 
     unet_linear_forward(&at->to_q, at->q, xq, B * N);
     unet_linear_forward(&at->to_k, at->k, xkv, B * M);
     unet_linear_forward(&at->to_v, at->v, xkv, B * M);
-    attention_forward(at->o, at->lse, attn_ws, at->q, at->k, at->v, B, N, M, at->heads,
-                      C / at->heads, 0.0f, 0);
+    dev_attention_forward(at->to_q.dev, at->o, at->lse, attn_ws, at->q, at->k, at->v, B, N, M,
+                          at->heads, C / at->heads);
     unet_linear_forward(&at->to_out, out, at->o, B * N);
 }
 
@@ -167,49 +143,51 @@ static void attention_backward_block(unet_attention *at, float *dxq, float *dxkv
                                      float *lora_ws) {
     size_t NC = (size_t)B * N * C, MC = (size_t)B * M * C;
     float *d_o = s, *dq = d_o + NC, *dk = dq + NC, *dv = dk + MC, *tmp = dv + MC;
+    device_kind dev = at->to_q.dev;
     unet_linear_backward(&at->to_out, d_o, dout, at->o, B * N, lora_ws);
-    attention_backward(dq, dk, dv, attn_ws, d_o, at->q, at->k, at->v, at->o, at->lse, B, N, M,
-                       at->heads, C / at->heads, 0.0f, 0);
+    dev_attention_backward(dev, dq, dk, dv, attn_ws, d_o, at->q, at->k, at->v, at->o, at->lse, B,
+                           N, M, at->heads, C / at->heads);
     unet_linear_backward(&at->to_q, dxq, dq, xq, B * N, lora_ws);
     int self = dxkv == dxq;
     float *dk_in = dxkv ? tmp : NULL;  // (B*M, kv_dim)
     unet_linear_backward(&at->to_k, dk_in, dk, xkv, B * M, lora_ws);
-    if (dk_in) add_into(self ? dxq : dxkv, dk_in, (size_t)B * M * at->kv_dim);
+    if (dk_in) dev_add_into(dev, self ? dxq : dxkv, dk_in, (size_t)B * M * at->kv_dim);
     unet_linear_backward(&at->to_v, dk_in, dv, xkv, B * M, lora_ws);
-    if (dk_in) add_into(self ? dxq : dxkv, dk_in, (size_t)B * M * at->kv_dim);
+    if (dk_in) dev_add_into(dev, self ? dxq : dxkv, dk_in, (size_t)B * M * at->kv_dim);
 }
 
 void unet_transformer_forward(unet_transformer *tr, const float *x, const float *context,
                               int B, float *attn_ws) {
     int C = tr->C, N = tr->H * tr->W, BN = B * N;
     size_t NC = (size_t)BN * C;
+    device_kind dev = tr->dev;
     tr->x = x;
     tr->context = context;
-    groupnorm_forward(tr->gn, tr->gmean, tr->grstd, x, tr->norm.w, tr->norm.b, B, C, N,
-                      tr->norm.groups, tr->norm.eps);
-    to_tokens(tr->tok, tr->gn, B, C, N);
+    dev_groupnorm_forward(dev, tr->gn, tr->gmean, tr->grstd, x, tr->norm.w, tr->norm.b, B, C, N,
+                          tr->norm.groups, tr->norm.eps);
+    dev_channels_to_tokens(dev, tr->tok, tr->gn, B, C, N);
     unet_linear_forward(&tr->proj_in, tr->h0, tr->tok, BN);
     // h1 = h0 + attn1(norm1(h0))
-    layernorm_forward(tr->ln1, tr->mean1, tr->rstd1, tr->h0, tr->norm1.w, tr->norm1.b, BN, C,
-                      tr->norm1.eps);
+    dev_layernorm_forward(dev, tr->ln1, tr->mean1, tr->rstd1, tr->h0, tr->norm1.w, tr->norm1.b,
+                          BN, C, tr->norm1.eps);
     attention_forward_block(&tr->attn1, tr->h1, tr->ln1, tr->ln1, B, N, N, C, attn_ws);
-    add_into(tr->h1, tr->h0, NC);
+    dev_add_into(dev, tr->h1, tr->h0, NC);
     // h2 = h1 + attn2(norm2(h1), context)
-    layernorm_forward(tr->ln2, tr->mean2, tr->rstd2, tr->h1, tr->norm2.w, tr->norm2.b, BN, C,
-                      tr->norm2.eps);
+    dev_layernorm_forward(dev, tr->ln2, tr->mean2, tr->rstd2, tr->h1, tr->norm2.w, tr->norm2.b,
+                          BN, C, tr->norm2.eps);
     attention_forward_block(&tr->attn2, tr->h2, tr->ln2, context, B, N, tr->T, C, attn_ws);
-    add_into(tr->h2, tr->h1, NC);
+    dev_add_into(dev, tr->h2, tr->h1, NC);
     // h3 = h2 + ff(norm3(h2))
-    layernorm_forward(tr->ln3, tr->mean3, tr->rstd3, tr->h2, tr->norm3.w, tr->norm3.b, BN, C,
-                      tr->norm3.eps);
+    dev_layernorm_forward(dev, tr->ln3, tr->mean3, tr->rstd3, tr->h2, tr->norm3.w, tr->norm3.b,
+                          BN, C, tr->norm3.eps);
     unet_linear_forward(&tr->ff_proj, tr->ff1, tr->ln3, BN);
-    geglu_forward(tr->gg, tr->ff1, BN, 4 * C);
+    dev_geglu_forward(dev, tr->gg, tr->ff1, BN, 4 * C);
     unet_linear_forward(&tr->ff_out, tr->h3, tr->gg, BN);
-    add_into(tr->h3, tr->h2, NC);
+    dev_add_into(dev, tr->h3, tr->h2, NC);
     // out = proj_out(h3) as an image + x
     unet_linear_forward(&tr->proj_out, tr->po, tr->h3, BN);
-    from_tokens(tr->out, tr->po, B, C, N);
-    add_into(tr->out, x, NC);
+    dev_tokens_to_channels(dev, tr->out, tr->po, B, C, N);
+    dev_add_into(dev, tr->out, x, NC);
 }
 
 void unet_transformer_backward(unet_transformer *tr, float *dx, float *dcontext,
@@ -219,32 +197,33 @@ void unet_transformer_backward(unet_transformer *tr, float *dx, float *dcontext,
     size_t NC = (size_t)BN * C;
     float *g0 = ws, *dh = g0 + NC, *g1 = dh + NC, *g2 = g1 + NC, *big = g2 + NC;
     float *mid = big + 8 * NC;  // (BN, 4C), then the attention scratch runs on from here
-    // out = from_tokens(proj_out(h3)) + x
-    to_tokens(g0, dout, B, C, N);
+    device_kind dev = tr->dev;
+    // out = tokens_to_channels(proj_out(h3)) + x
+    dev_channels_to_tokens(dev, g0, dout, B, C, N);
     unet_linear_backward(&tr->proj_out, dh, g0, tr->h3, BN, lora_ws);
     // h3 = h2 + ff_out(geglu(ff_proj(ln3)))
     unet_linear_backward(&tr->ff_out, mid, dh, tr->gg, BN, lora_ws);
-    geglu_backward(big, mid, tr->ff1, BN, 4 * C);
+    dev_geglu_backward(dev, big, mid, tr->ff1, BN, 4 * C);
     unet_linear_backward(&tr->ff_proj, g1, big, tr->ln3, BN, lora_ws);
-    layernorm_backward(g2, tr->norm3.dw, tr->norm3.db, g1, tr->h2, tr->norm3.w, tr->mean3,
-                       tr->rstd3, BN, C);
-    add_into(dh, g2, NC);
+    dev_layernorm_backward(dev, g2, tr->norm3.dw, tr->norm3.db, g1, tr->h2, tr->norm3.w,
+                           tr->mean3, tr->rstd3, BN, C);
+    dev_add_into(dev, dh, g2, NC);
     // h2 = h1 + attn2(ln2, context): the attention scratch reuses big and mid.
     attention_backward_block(&tr->attn2, g1, dcontext, dh, tr->ln2, tr->context, B, N, tr->T,
                              C, big, attn_ws, lora_ws);
-    layernorm_backward(g2, tr->norm2.dw, tr->norm2.db, g1, tr->h1, tr->norm2.w, tr->mean2,
-                       tr->rstd2, BN, C);
-    add_into(dh, g2, NC);
+    dev_layernorm_backward(dev, g2, tr->norm2.dw, tr->norm2.db, g1, tr->h1, tr->norm2.w,
+                           tr->mean2, tr->rstd2, BN, C);
+    dev_add_into(dev, dh, g2, NC);
     // h1 = h0 + attn1(ln1)
     attention_backward_block(&tr->attn1, g1, g1, dh, tr->ln1, tr->ln1, B, N, N, C, big,
                              attn_ws, lora_ws);
-    layernorm_backward(g2, tr->norm1.dw, tr->norm1.db, g1, tr->h0, tr->norm1.w, tr->mean1,
-                       tr->rstd1, BN, C);
-    add_into(dh, g2, NC);
-    // h0 = proj_in(to_tokens(norm(x)))
+    dev_layernorm_backward(dev, g2, tr->norm1.dw, tr->norm1.db, g1, tr->h0, tr->norm1.w,
+                           tr->mean1, tr->rstd1, BN, C);
+    dev_add_into(dev, dh, g2, NC);
+    // h0 = proj_in(channels_to_tokens(norm(x)))
     unet_linear_backward(&tr->proj_in, g0, dh, tr->tok, BN, lora_ws);
-    from_tokens(g1, g0, B, C, N);
-    groupnorm_backward(dx, tr->norm.dw, tr->norm.db, g1, tr->x, tr->norm.w, tr->gmean,
-                       tr->grstd, B, C, N, tr->norm.groups);
-    add_into(dx, dout, NC);
+    dev_tokens_to_channels(dev, g1, g0, B, C, N);
+    dev_groupnorm_backward(dev, dx, tr->norm.dw, tr->norm.db, g1, tr->x, tr->norm.w, tr->gmean,
+                           tr->grstd, B, C, N, tr->norm.groups);
+    dev_add_into(dev, dx, dout, NC);
 }

@@ -202,7 +202,7 @@ static void test_transformer(int linear_proj, const lora_config *lora) {
     c.x = alloc_randn(nx, 11, 1.0f);
     c.ctx = alloc_randn(nc, 12, 1.0f);
     c.g = alloc_randn(nx, 13, 1.0f);
-    c.attn_ws = malloc(unet_transformer_attn_scratch_floats(&c.tr) * sizeof(float));
+    c.attn_ws = malloc(unet_transformer_attn_scratch_floats(&c.tr, B) * sizeof(float));
     float *ws = malloc(unet_transformer_scratch_floats(&c.tr, B) * sizeof(float));
     float *lora_ws = malloc((size_t)B * H * W * 8 * sizeof(float));
     float *dx = malloc(nx * sizeof *dx), *dctx = calloc(nc, sizeof *dctx);
