@@ -1,6 +1,6 @@
 // UNet: each block's and the whole model's backward against finite differences,
 // save -> load -> identical outputs, LoRA (B = 0 leaves the base output, no base
-// gradients, adapter gradients right), load errors by name.
+// gradients, adapter gradients right), load errors by name, the device API on the CPU.
 //
 // `test_unet --bench [B]` instead times one forward + backward of the shapes-world
 // config at batch B (default 32), after one untimed warm-up pass, and prints the
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "models/unet.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/rng.h"
@@ -500,6 +501,79 @@ static int bench(int B) {
     return 0;
 }
 
+// The device API on the CPU: unet_copy_params between models (and its refusal of a
+// different build), unet_adamw_update equal to one AdamW over the whole arena (what
+// models/train.c does) in full mode and touching only the adapters in LoRA mode, and
+// unet_build_device(DEVICE_CUDA) failing with a message where there is no GPU.
+static void test_device_api(void) {
+    unet_config cfg = unet_config_tiny();
+    unet a, b, l;
+    EXPECT_TRUE(unet_build(&a, &cfg, UNET_TRAIN_FULL, NULL) == 0);
+    EXPECT_TRUE(unet_build(&b, &cfg, UNET_FROZEN, NULL) == 0);
+    EXPECT_TRUE(unet_build(&l, &cfg, UNET_TRAIN_LORA, &selma_lora) == 0);
+    unet_init_random(&a, 1);
+    unet_init_random(&b, 2);
+    EXPECT_TRUE(unet_copy_params(&b, &a) == 0);
+    EXPECT_TRUE(memcmp(b.params.params.base, a.params.params.base, a.params.params.size) == 0);
+    EXPECT(unet_copy_params(&b, &l) == -1 && strstr(err_msg(), "unet_copy_params"),
+           "copy from a LoRA build: %s", err_msg());
+
+    // full mode: the parameter and gradient arenas have the same layout
+    size_t n = unet_adam_state_floats(&a);
+    EXPECT_TRUE(n * sizeof(float) == a.params.params.size);
+    float *g = (float *)a.params.grads.base, *p = malloc(n * sizeof *p);
+    float *m1 = calloc(n, sizeof *m1), *v1 = calloc(n, sizeof *v1);
+    float *m2 = calloc(n, sizeof *m2), *v2 = calloc(n, sizeof *v2);
+    randn(g, n, 77, 1.0f);
+    memcpy(p, a.params.params.base, n * sizeof *p);
+    adamw_hparams hp = {.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-2};
+    for (int t = 1; t <= 2; t++) {
+        unet_adamw_update(&a, m1, v1, &hp, t);
+        adamw_update(p, g, m2, v2, n, &hp, t);
+    }
+    size_t differ = 0;
+    for (int i = 0; i < a.params.n; i++) {
+        const unet_param *q = &a.params.items[i];
+        const float *ref = p + ((const float *)q->t.data - (const float *)a.params.params.base);
+        differ += memcmp(q->t.data, ref, tensor_nbytes(&q->t)) != 0;
+    }
+    EXPECT(differ == 0, "unet_adamw_update: %zu tensors differ from one AdamW over the arena", differ);
+
+    // LoRA mode: base weights untouched, every adapter moved
+    unet_init_random(&l, 3);
+    float *pl = malloc(l.params.params.size);
+    memcpy(pl, l.params.params.base, l.params.params.size);
+    size_t nl = unet_adam_state_floats(&l);
+    float *ml = calloc(nl, sizeof *ml), *vl = calloc(nl, sizeof *vl);
+    randn((float *)l.params.grads.base, nl, 78, 1.0f);
+    unet_adamw_update(&l, ml, vl, &hp, 1);
+    size_t base_moved = 0, lora_still = 0;
+    for (int i = 0; i < l.params.n; i++) {
+        const unet_param *q = &l.params.items[i];
+        const float *before = pl + ((const float *)q->t.data - (const float *)l.params.params.base);
+        int same = !memcmp(q->t.data, before, tensor_nbytes(&q->t));
+        base_moved += q->kind == PARAM_BASE && !same;
+        lora_still += q->kind == PARAM_LORA && same;
+    }
+    EXPECT(base_moved == 0 && lora_still == 0, "LoRA AdamW: %zu base tensors moved, %zu adapters not",
+           base_moved, lora_still);
+
+    unet c;
+    if (cuda_device_count() == 0) {
+        EXPECT(unet_build_device(&c, &cfg, UNET_FROZEN, NULL, DEVICE_CUDA) == -1 &&
+                   strstr(err_msg(), "cuda"),
+               "unet_build_device without a GPU: %s", err_msg());
+    } else {
+        EXPECT_TRUE(unet_build_device(&c, &cfg, UNET_FROZEN, NULL, DEVICE_CUDA) == 0);
+        EXPECT(unet_save(&c, "/nonexistent/x.safetensors", PARAM_BASE) == -1 &&
+                   strstr(err_msg(), "CPU model"),
+               "unet_save of a CUDA model: %s", err_msg());
+        unet_free(&c);
+    }
+    free(p), free(pl), free(m1), free(v1), free(m2), free(v2), free(ml), free(vl);
+    unet_free(&a), unet_free(&b), unet_free(&l);
+}
+
 int main(int argc, char **argv) {
     log_set_quiet(1);
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
@@ -522,6 +596,7 @@ int main(int argc, char **argv) {
     test_model_fd("model class embedding", config_class());
     test_lora();
     test_save_load();
+    test_device_api();
     rmdir(tmpdir);
     return check_report("test_unet");
 }
