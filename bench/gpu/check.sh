@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (issue 6, item 6): builds selma with CUDA, runs the gpu
-# test suite, runs compute-sanitizer memcheck on it, runs the GPU benchmarks, and ends
-# with a short table. Logs go into the directory named on the command line.
+# test suite, runs compute-sanitizer memcheck on it, runs the GPU benchmarks and the
+# SD 1.5 LoRA step next to diffusers + PEFT (issue 8), and ends with a short table.
+# Logs go into the directory named on the command line.
 #
-#   tools/gpu_deps.sh                      # here, once: the .debs the GPU image lacks
+#   tools/gpu_deps.sh                      # here, once: the .debs and wheels the GPU image lacks
 #   device run (carry [".gpu-deps"], timeout_s 540):  bash bench/gpu/check.sh $OUT
 #
 # On the GPU machines (nvcc, cmake, ninja, meson, PyTorch; no OpenBLAS, HDF5, libpng,
@@ -11,7 +12,8 @@
 # the optional libraries (meson_options.txt). Without a GPU it still builds and the gpu
 # tests skip, so the script can be tried anywhere. Budget: about 8 minutes on 16 cores.
 #   CHECK_SM=90           SM architecture (H100/H200)
-#   CHECK_SKIP_SANITIZER=1, CHECK_SKIP_BENCH=1   leave a step out
+#   CHECK_SKIP_SANITIZER=1, CHECK_SKIP_BENCH=1, CHECK_SKIP_SD=1   leave a step out
+#   CHECK_SD_RANK=128, CHECK_SD_REPEATS=10   the SD 1.5 step's LoRA rank and repeats
 set -uo pipefail
 out=${1:?usage: bench/gpu/check.sh OUTDIR}
 mkdir -p "$out"
@@ -111,8 +113,50 @@ else
     result[bench]=skipped
 fi
 
+# ---- the SD 1.5 LoRA step (issue 8): selma, then diffusers + PEFT on the same card.
+# diffusers and peft come as wheels (tools/gpu_deps.sh) into a throwaway folder put
+# first on PYTHONPATH; a fallback wheel only where the image cannot import the module,
+# so the image's own huggingface_hub and safetensors are not shadowed.
+ms_of() { awk -v k="$1 step:" 'index($0, k) == 1 { print $3 }' "$2" 2> /dev/null; }
+if [ -z "${CHECK_SKIP_SD:-}" ]; then
+    stamp "SD 1.5 LoRA step: selma, then diffusers + PEFT"
+    sd_args=(--config sd15 --rank "${CHECK_SD_RANK:-128}" --repeats "${CHECK_SD_REPEATS:-10}")
+    result[sd_step]=ok
+    timeout 90 build-gpu/bench/bench_sd_step "${sd_args[@]}" > "$out/sd_step_selma.txt" 2>&1 ||
+        result[sd_step]="FAILED (selma)"
+    grep -v "^arena\|^unet:" "$out/sd_step_selma.txt" | tail -12
+    site=/tmp/sdwheels
+    rm -rf "$site"
+    if python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" .gpu-deps/wheels/*.whl \
+        > "$out/sd_wheels.log" 2>&1; then
+        for w in .gpu-deps/wheels/fallback/*.whl; do
+            [ -e "$w" ] || continue
+            mod=$(basename "$w" | cut -d- -f1)
+            PYTHONPATH="$site" python3 -c "import $mod" 2> /dev/null && continue
+            echo "fallback wheel: $(basename "$w")" | tee -a "$out/sd_wheels.log"
+            python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" "$w" >> "$out/sd_wheels.log" 2>&1
+        done
+        PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 timeout 120 \
+            python3 bench/gpu/sd_step_torch.py "${sd_args[@]}" > "$out/sd_step_torch.txt" 2>&1 ||
+            result[sd_step]="FAILED (diffusers+peft)"
+        tail -12 "$out/sd_step_torch.txt"
+    else
+        result[sd_step]="FAILED (wheels: run tools/gpu_deps.sh here and carry .gpu-deps)"
+        tail -5 "$out/sd_wheels.log"
+    fi
+    st=$(ms_of train "$out/sd_step_selma.txt") sp=$(ms_of sample "$out/sd_step_selma.txt")
+    tt=$(ms_of train "$out/sd_step_torch.txt") tp=$(ms_of sample "$out/sd_step_torch.txt")
+    if [ -n "$st" ] && [ -n "$sp" ] && [ -n "$tt" ] && [ -n "$tp" ]; then
+        sd_ratio=$(awk -v a="$st" -v b="$tt" -v c="$sp" -v d="$tp" \
+            'BEGIN { printf "train %.2f, sample %.2f", a / b, c / d }')
+    fi
+else
+    result[sd_step]=skipped
+fi
+
 stamp "done"
 printf '\n%-12s %s\n' step result
-for k in build gpu_tests memcheck bench; do printf '%-12s %s\n' "$k" "${result[$k]:-}"; done
+for k in build gpu_tests memcheck bench sd_step; do printf '%-12s %s\n' "$k" "${result[$k]:-}"; done
+echo "ratio selma/diffusers+peft: ${sd_ratio:-n/a} (ms per step, SD 1.5 UNet, LoRA rank ${CHECK_SD_RANK:-128})"
 echo "logs: $out"
 [ "${result[build]}" = ok ] && [ "${result[gpu_tests]}" = ok ]
