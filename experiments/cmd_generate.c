@@ -28,7 +28,8 @@ static void usage(FILE *f) {
             "  --cfg S               guidance scale (default 3)\n"
             "  --seed K              image i uses seed K + i (default 0)\n"
             "  --sampler NAME        ddim or euler (default ddim)\n"
-            "  --batch B             images drawn at once (default 16)\n");
+            "  --batch B             images drawn at once (default 16)\n"
+            "  --device cpu|cuda     where the UNet runs (default cpu; text encoder on the CPU)\n");
 }
 
 static int ends_with(const char *s, const char *suf) {
@@ -76,6 +77,7 @@ typedef struct gen_opts {
     const char *lora[MAX_LORAS];
     float lora_w[MAX_LORAS];
     int n_lora, skill, steps, batch;
+    device_kind device;
     double cfg;
     unsigned long long seed;
 } gen_opts;
@@ -119,6 +121,7 @@ static int generate(const gen_opts *g) {
         }
     }
     snprintf(hash, sizeof hash, "%016llx", (unsigned long long)h);
+    if (!rc) rc = t2i_unet_to_device(&m, g->device);  // after the folds, which work on host weights
     sampler_kind kind = SAMPLER_DDIM;
     if (!rc) rc = sampler_kind_from_name(g->sampler, &kind);
     sampler_opts o;
@@ -185,6 +188,7 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(k, "--prompts")) g.prompts = v;
         else if (!strcmp(k, "--out")) g.out = v;
         else if (!strcmp(k, "--sampler")) g.sampler = v;
+        else if (!strcmp(k, "--device")) bad = t2i_device_parse(v, "--device", &g.device);
         else if (!strcmp(k, "--lora")) bad = parse_lora(v, &g);
         else if (!strcmp(k, "--cfg")) g.cfg = strtod(v, &end), bad = !*v || *end || !(g.cfg >= 0 && g.cfg <= 100);
         else if (!strcmp(k, "--seed")) g.seed = strtoull(v, &end, 10), bad = !*v || *end;

@@ -19,6 +19,7 @@
 #include "experiments/commands.h"
 #include "runtime/comm.h"
 #include "runtime/config.h"
+#include "runtime/device.h"
 #include "models/train.h"
 #include "runtime/error.h"
 #include "runtime/fileio.h"
@@ -36,7 +37,7 @@ typedef struct pretrain_cfg {
     int64_t steps, seed, data_seed;
     int batch, shards, warmup, lr_schedule, ema_warmup, threads, log_every, max_nonfinite;
     double lr, weight_decay, grad_clip, ema_decay, caption_dropout, text_lr_scale;
-    int freeze_text;
+    int freeze_text, device;
     char dir[1024];
     int checkpoint_every, keep;
 } pretrain_cfg;
@@ -44,6 +45,7 @@ typedef struct pretrain_cfg {
 static const char *const betas[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
 static const char *const preds[] = {"epsilon", "v_prediction"};
 static const char *const lr_schedules[] = {"constant", "cosine"};
+static const char *const devices[] = {"cpu", "cuda"};  // runtime/tensor.h's device_kind order
 
 #define P pretrain_cfg
 static const cfg_field fields[] = {
@@ -82,6 +84,8 @@ static const cfg_field fields[] = {
     CFG_INT64(P, "train", "seed", seed, 0, 9e18, "init, dropout, timesteps and noise"),
     CFG_INT64(P, "train", "data_seed", data_seed, 0, 9e18, "the pretraining items (scene, caption)"),
     CFG_INT(P, "train", "threads", threads, 0, 256, "OpenBLAS threads (0 = its default)"),
+    CFG_ENUM(P, "train", "device", device, devices,
+             "where the UNet trains: cpu, or cuda (one GPU; the text encoder stays on the CPU; shards must be 1)"),
     CFG_INT(P, "train", "log_every", log_every, 0, 1000000, "a log line every N steps"),
     CFG_STRING(P, "output", "dir", dir, "run directory: log.txt, config.ini, checkpoints/, model/"),
     CFG_INT(P, "output", "checkpoint_every", checkpoint_every, 0, 1000000, "steps between checkpoints (0 = end only)"),
@@ -149,6 +153,9 @@ static int pretrain_cfg_load(pretrain_cfg *c, const char *path, char **overrides
     t2i_config m;
     pretrain_model_config(c, &m);
     if (t2i_config_check(&m)) return err_wrap("%s", path);
+    if (c->device == DEVICE_CUDA && cuda_device_count() == 0)
+        return err_set("%s: [train] device: cuda: no usable CUDA device here (%s); use cpu", path,
+                       cuda_device_describe());
     return 0;
 }
 
@@ -228,7 +235,11 @@ static int run(const pretrain_cfg *c, long stop_after, comm *w) {
     t2i_model m = {0};
     pretrain_model_config(c, &m.cfg);
     if (t2i_build(&m, UNET_TRAIN_FULL, NULL)) return -1;
-    t2i_init_random(&m, (uint64_t)c->seed);
+    t2i_init_random(&m, (uint64_t)c->seed);  // on the host, so both devices start alike
+    if (c->device != DEVICE_CPU && t2i_unet_to_device(&m, (device_kind)c->device)) {
+        t2i_free(&m);
+        return -1;
+    }
     train_hparams hp = {.adam = {.lr = c->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
                                  .weight_decay = c->weight_decay},
                         .warmup_steps = c->warmup, .grad_clip = c->grad_clip,

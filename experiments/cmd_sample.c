@@ -19,7 +19,8 @@ static void usage(FILE *f) {
             "  --seed K           image i uses seed K + i (default 0)\n"
             "  --sampler NAME     ddim or euler (default ddim)\n"
             "  --scale F          tiles upscaled F times (default 4)\n"
-            "  --lora FILE[:W]    fold a LoRA file in with weight W (default 1); repeatable\n");
+            "  --lora FILE[:W]    fold a LoRA file in with weight W (default 1); repeatable\n"
+            "  --device cpu|cuda  where the UNet runs (default cpu; text encoder on the CPU)\n");
 }
 
 static int parse_num(const char *opt, const char *v, double lo, double hi, double *out) {
@@ -34,7 +35,7 @@ static int parse_num(const char *opt, const char *v, double lo, double hi, doubl
 }
 
 int cmd_sample(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *out = NULL, *sampler = "ddim";
+    const char *model = NULL, *prompt = NULL, *out = NULL, *sampler = "ddim", *device = "cpu";
     double n = 8, steps = 20, cfg = 3, seed = 0, scale = 4;
     enum { MAX_LORAS = 8 };
     char *lora[MAX_LORAS];
@@ -54,6 +55,7 @@ int cmd_sample(int argc, char **argv) {
         else if (!strcmp(k, "--prompt")) prompt = v;
         else if (!strcmp(k, "--out")) out = v;
         else if (!strcmp(k, "--sampler")) sampler = v;
+        else if (!strcmp(k, "--device")) device = v;
         else if (!strcmp(k, "--n")) bad = parse_num(k, v, 1, 1024, &n);
         else if (!strcmp(k, "--steps")) bad = parse_num(k, v, 1, 1000, &steps);
         else if (!strcmp(k, "--cfg")) bad = parse_num(k, v, 0, 100, &cfg);
@@ -85,6 +87,11 @@ int cmd_sample(int argc, char **argv) {
         fprintf(stderr, "selma sample: --sampler: %s\n", err_msg());
         return 2;
     }
+    device_kind dev;
+    if (t2i_device_parse(device, "--device", &dev)) {
+        fprintf(stderr, "selma sample: %s\n", err_msg());
+        return 2;
+    }
     t2i_model m;
     if (bundle_load(&m, model, UNET_FROZEN, NULL)) {
         fprintf(stderr, "selma sample: %s\n", err_msg());
@@ -96,6 +103,11 @@ int cmd_sample(int argc, char **argv) {
             t2i_free(&m);
             return 1;
         }
+    if (t2i_unet_to_device(&m, dev)) {  // after the folds, which work on host weights
+        fprintf(stderr, "selma sample: %s\n", err_msg());
+        t2i_free(&m);
+        return 1;
+    }
     int N = (int)n, S = m.cfg.image_size;
     sampler_opts o;
     t2i_sampler_opts(&m, kind, (int)steps, cfg, &o);

@@ -10,12 +10,14 @@
 #include "experiments/pipeline.h"
 #include "models/bundle.h"
 #include "models/lora_merge.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/fileio.h"
 
 static const char *const sources[] = {"model", "gt"};
 static const char *const samplers[] = {"ddim", "euler"};
 static const char *const selects[] = {"last", "val"};
+static const char *const devices[] = {"cpu", "cuda"};  // runtime/tensor.h's device_kind order
 
 #define P pipeline_cfg
 const cfg_field pipeline_fields[] = {
@@ -57,6 +59,7 @@ const cfg_field pipeline_fields[] = {
     CFG_INT(P, "train", "checkpoint_every", checkpoint_every, 0, 10000000, "steps between checkpoints (0 = end)"),
     CFG_ENUM(P, "train", "select", select, selects, "expert checkpoint: last, or best on validation prompts"),
     CFG_INT(P, "train", "log_every", log_every, 0, 10000000, "a loss line every N steps"),
+    CFG_ENUM(P, "train", "device", device, devices, "where the UNet trains: cpu, or cuda (one GPU; text encoder on the CPU; MoE routers stay on the CPU)"),
     CFG_STRING(P, "merge", "method", merge_method, "sum (SELMA), cat, linear, svd, ties, dare_linear, ..."),
     CFG_INT(P, "merge", "rank", merge_rank, 0, 100000, "svd-based methods: output rank (0: largest expert's)"),
     CFG_DOUBLE(P, "merge", "density", merge_density, 0, 1, "ties/dare: fraction kept (0: 0.2)"),
@@ -225,6 +228,8 @@ static int validate(pipeline_cfg *c, const origin_ctx *o) {
     if (c->gen_filter && c->gen_source == GEN_SOURCE_GT)
         FAIL("generate", "filter", "ground-truth renders pass the evaluator by construction; filter is for source = model");
     if (c->eval_quality && c->n_test * ns < 2) FAIL("eval", "quality", "needs at least 2 test images");
+    if (c->device == DEVICE_CUDA && cuda_device_count() == 0)
+        FAIL("train", "device", "cuda: no usable CUDA device here (%s); use cpu", cuda_device_describe());
     if (c->batch > c->n_train) FAIL("train", "batch", "%d is larger than n_train %d (an epoch has fewer items)", c->batch, c->n_train);
 #undef FAIL
     return 0;

@@ -202,6 +202,11 @@ int lora_train_run(const lora_train_opts *o) {
     } else if (bundle_load(&m, o->model, UNET_TRAIN_LORA, &lc)) {
         return -1;
     }
+    if (o->device != DEVICE_CPU && t2i_unet_to_device(&m, (device_kind)o->device)) {
+        if (o->n_moe) lora_moe_free(&moe);
+        t2i_free(&m);
+        return -1;
+    }
     train_data td;
     int rc = data_load(o, m.cfg.image_size, &td);
     if (!rc && m.vae) rc = data_encode(m.vae, &td);
@@ -306,6 +311,7 @@ static void usage(FILE *f) {
             "  --seed K                 LoRA init, data order, noise (default 0)\n"
             "  --checkpoints DIR        checkpoint directory (default OUT.ckpt); resumed\n"
             "  --checkpoint-every N     (default 100)\n"
+            "  --device cpu|cuda        where the UNet trains (default cpu; cuda: one GPU)\n"
             "  --stop-after N           stop after step N as an interruption would (exit 3)\n");
 }
 
@@ -332,6 +338,14 @@ int cmd_train(int argc, char **argv) {
         } else if (!strcmp(k, "--out")) o.out = v;
         else if (!strcmp(k, "--targets")) o.targets = v;
         else if (!strcmp(k, "--checkpoints")) snprintf(ckpt, sizeof ckpt, "%s", v);
+        else if (!strcmp(k, "--device")) {
+            device_kind dev;
+            if (t2i_device_parse(v, "selma train --device", &dev)) {
+                fprintf(stderr, "%s\n", err_msg());
+                return 2;
+            }
+            o.device = dev;
+        }
         else if (!strcmp(k, "--rank")) o.rank = (int)d, bad = !num || d < 1 || d > 4096;
         else if (!strcmp(k, "--alpha")) o.alpha = (float)d, bad = !num || !(d > 0);
         else if (!strcmp(k, "--steps")) o.steps = (int)d, bad = !num || d < 1 || d > 1e7;

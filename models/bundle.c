@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "models/tokenizer.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/fileio.h"
 
@@ -104,6 +105,10 @@ void t2i_free(t2i_model *m) {
     free(m->ctx);
     free(m->pooled);
     m->ctx = m->pooled = NULL;
+    float *rows[] = {m->dev_x, m->dev_ctx, m->dev_pooled};  // only a CUDA UNet's (else NULL)
+    for (int i = 0; i < 3; i++)
+        if (rows[i]) device_free(DEVICE_CUDA, rows[i]);
+    m->dev_x = m->dev_ctx = m->dev_pooled = NULL;
     m->acts_B = 0;
     clip_tokenizer_free(&m->clip);
     if (m->vae) vae_free(m->vae);

@@ -57,6 +57,9 @@ typedef struct t2i_model {
     int acts_B;         // batch the sampling activations were laid out for (0: none)
     float *ctx;         // (acts_B, T, C) text embeddings while sampling
     float *pooled;      // (acts_B, C) their pooled vectors (class_embed_dim > 0 only)
+    // A UNet on CUDA (t2i_unet_to_device): the sampler's input and the text rows on the
+    // device, (acts_B, in_channels, S, S), (acts_B, T, C), (acts_B, C); else NULL.
+    float *dev_x, *dev_ctx, *dev_pooled;
     clip_tokenizer clip; // world "sd": tokenizer/ by clip_tokenizer_load, after t2i_build
                          // (which clears the model); freed by t2i_free
     vae *vae;           // sd only (built by t2i_build from cfg.vae), else NULL
@@ -141,6 +144,18 @@ int t2i_sample(t2i_model *m, const sampler_opts *o, const char *const *prompts, 
 // through the VAE decoder (divided by its scaling_factor first).
 int t2i_sample_float(t2i_model *m, const sampler_opts *o, const char *const *prompts, int n,
                      const uint64_t *seeds, const float *latents, float *img);
+// Moves the UNet, weights as they are (built, loaded, adapters attached), to `dev`
+// (DEVICE_CUDA: a GPU; DEVICE_CPU: back), rebuilt there in the same mode; the text
+// encoder and the VAE stay on the host. Training (models/train.h), t2i_sample and
+// bundle_save / unet_save then work as before. Sampling on CUDA copies each step's
+// latents to the device and the prediction back (the samplers' updates run on the
+// host: a few values per pixel, small next to the UNet). -1 with a message without a
+// GPU or for a LoRA mixture of experts (no CUDA kernel yet); the model is unchanged then.
+int t2i_unet_to_device(t2i_model *m, device_kind dev);
+// "cpu" or "cuda" -> *dev; -1 with a message naming `what` (e.g. "[train] device")
+// otherwise, or for cuda when this build or machine has no CUDA device.
+int t2i_device_parse(const char *name, const char *what, device_kind *dev);
+
 // Sampler options from the bundle's scheduler config plus the caller's choices.
 void t2i_sampler_opts(const t2i_model *m, sampler_kind kind, int steps, double guidance,
                       sampler_opts *o);

@@ -7,6 +7,7 @@
 
 #include "models/bundle.h"
 #include "models/tokenizer.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 
 int t2i_tokenize(const t2i_model *m, const char *const *prompts, int n, int *ids) {
@@ -62,12 +63,21 @@ void t2i_sampler_opts(const t2i_model *m, sampler_kind kind, int steps, double g
     o->guidance = guidance;
 }
 
+// On a CUDA UNet the latents go over and the prediction comes back each call: the
+// sampler's update stays host code (a first pass; keeping the latents on the device
+// would save two copies of n_img images per step).
 static int denoise(void *ctx, const float *x, const float *t, int n_img, float *out) {
     t2i_model *m = ctx;
-    if (unet_forward_cond(&m->unet, x, t, m->ctx, m->cfg.unet.class_embed_dim ? m->pooled : NULL, n_img))
-        return -1;
     const unet_config *c = &m->cfg.unet;
-    memcpy(out, m->unet.out, (size_t)n_img * c->out_channels * c->sample_size * c->sample_size * sizeof(float));
+    size_t hw = (size_t)c->sample_size * c->sample_size;
+    device_kind dev = m->unet.params.params.device;
+    const float *xin = x, *text = m->ctx, *pooled = c->class_embed_dim ? m->pooled : NULL;
+    if (dev != DEVICE_CPU) {
+        device_copy(dev, m->dev_x, DEVICE_CPU, x, (size_t)n_img * c->in_channels * hw * sizeof(float));
+        xin = m->dev_x, text = m->dev_ctx, pooled = pooled ? m->dev_pooled : NULL;
+    }
+    if (unet_forward_cond(&m->unet, xin, t, text, pooled, n_img)) return -1;
+    device_copy(DEVICE_CPU, out, dev, m->unet.out, (size_t)n_img * c->out_channels * hw * sizeof(float));
     return 0;
 }
 
@@ -82,6 +92,18 @@ static int ensure_acts(t2i_model *m, int rows) {
     m->pooled = pooled;
     if (text_encoder_alloc_acts(&m->te, rows, 0) || unet_alloc_activations(&m->unet, rows, tc->max_tokens))
         return -1;
+    device_kind dev = m->unet.params.params.device;
+    if (dev != DEVICE_CPU) {
+        const unet_config *c = &m->cfg.unet;
+        float **bufs[] = {&m->dev_x, &m->dev_ctx, &m->dev_pooled};
+        size_t n[] = {(size_t)rows * c->in_channels * c->sample_size * c->sample_size,
+                      (size_t)rows * tc->max_tokens * tc->width, (size_t)rows * tc->width};
+        for (int i = 0; i < 3; i++) {
+            if (*bufs[i]) device_free(dev, *bufs[i]);
+            if (!(*bufs[i] = device_alloc(dev, n[i] * sizeof(float))))
+                return err_set("model: out of device memory for %d sampling rows", rows);
+        }
+    }
     m->acts_B = rows;
     return 0;
 }
@@ -114,6 +136,11 @@ int t2i_sample_float(t2i_model *m, const sampler_opts *o, const char *const *pro
     if (!rc) {
         memcpy(m->ctx, m->te.acts.out, (size_t)rows * T * c->te.width * sizeof(float));
         t2i_pool(m, ids, m->ctx, rows, m->pooled);
+        device_kind dev = m->unet.params.params.device;
+        if (dev != DEVICE_CPU) {  // the text rows cross once per call, not per step
+            device_copy(dev, m->dev_ctx, DEVICE_CPU, m->ctx, (size_t)rows * T * c->te.width * sizeof(float));
+            device_copy(dev, m->dev_pooled, DEVICE_CPU, m->pooled, (size_t)rows * c->te.width * sizeof(float));
+        }
         rc = latents ? sampler_run_from(o, &m->sched, denoise, m, n, ch * S * S, seeds, x)
                      : sampler_run(o, &m->sched, denoise, m, n, ch * S * S, seeds, x);
     }

@@ -16,13 +16,16 @@
 #include "kernels/adamw.h"
 #include "kernels/add.h"
 #include "kernels/attention.h"
+#include "kernels/axpby.h"
 #include "kernels/concat.h"
 #include "kernels/conv2d.h"
 #include "kernels/groupnorm.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
 #include "kernels/lora.h"
+#include "kernels/mse.h"
 #include "kernels/plane_bias.h"
+#include "kernels/sumsq.h"
 #include "kernels/timestep_embedding.h"
 #include "kernels/tokens.h"
 #include "kernels/upsample.h"
@@ -221,6 +224,33 @@ static inline void dev_add_into(device_kind dev, float *y, const float *x, size_
 
 static inline void dev_zero(device_kind dev, void *p, size_t bytes) {
     device_memset(dev, p, 0, bytes);
+}
+
+// The trainer's ops (models/train.c): the loss, the gradient norm's sum of squares, the
+// clip's rescale and the EMA (y = a y + b x).
+static inline double dev_mse_loss_forward(device_kind dev, const float *pred, const float *target,
+                                          size_t n) {
+#ifdef SELMA_CUDA
+    if (dev == DEVICE_CUDA) return mse_loss_forward_cuda(pred, target, n);
+#endif
+    CHECK(dev == DEVICE_CPU);
+    return mse_loss_forward(pred, target, n);
+}
+static inline void dev_mse_loss_backward(device_kind dev, float *dpred, const float *pred,
+                                         const float *target, float dloss, size_t n) {
+    DEV_CUDA(dev, mse_loss_backward_cuda(dpred, pred, target, dloss, n));
+    mse_loss_backward(dpred, pred, target, dloss, n);
+}
+static inline double dev_sumsq(device_kind dev, const float *x, size_t n) {
+#ifdef SELMA_CUDA
+    if (dev == DEVICE_CUDA) return sumsq_cuda(x, n);
+#endif
+    CHECK(dev == DEVICE_CPU);
+    return sumsq(x, n);
+}
+static inline void dev_axpby(device_kind dev, float *y, float a, const float *x, float b, size_t n) {
+    DEV_CUDA(dev, axpby_cuda(y, a, x, b, n));
+    axpby(y, a, x, b, n);
 }
 
 static inline void dev_adamw_update(device_kind dev, float *p, const float *g, float *m, float *v,

@@ -7,15 +7,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/mse.h"
+#include "models/device_ops.h"
 #include "models/lora_moe.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 
 static const char *const group_names[2][TRAIN_GROUPS] = {{"unet", "text_encoder"}, {"lora", ""}};
 
+// Where a group's arrays live: the UNet's (group 0) on its device, the text encoder's
+// on the host.
+static device_kind group_dev(const trainer *tr, int g) { return g == 0 ? tr->dev : DEVICE_CPU; }
+
+// n zeroed floats on dev (NULL when memory is short).
+static float *zeros_on(device_kind dev, size_t n) {
+    float *p = device_alloc(dev, (n ? n : 1) * sizeof(float));
+    if (p) device_memset(dev, p, 0, (n ? n : 1) * sizeof(float));
+    return p;
+}
+
 // LoRA mode: the adapters between the model and the flat copy, which has the gradient
-// arena's layout (each adapter at its gradient's offset, padding zero). A mixture of
+// arena's layout (each adapter at its gradient's offset, padding zero); both on the
+// UNet's device (on CUDA one device-to-device copy per adapter tensor and step). A mixture of
 // experts (UNET_TRAIN_MOE) trains in this mode too: its routers are one flat arena laid
 // out like their gradients' (models/lora_moe.h), copied whole.
 static void lora_gather(trainer *tr) {
@@ -28,7 +41,7 @@ static void lora_gather(trainer *tr) {
         const unet_param *p = &t->items[i];
         if (!p->trainable) continue;
         size_t off = (size_t)(p->grad - (float *)t->grads.base);
-        memcpy(tr->param[0] + off, p->t.data, (size_t)tensor_numel(&p->t) * sizeof(float));
+        device_copy(tr->dev, tr->param[0] + off, tr->dev, p->t.data, (size_t)tensor_numel(&p->t) * sizeof(float));
     }
 }
 
@@ -42,7 +55,7 @@ static void lora_scatter(trainer *tr) {
         const unet_param *p = &t->items[i];
         if (!p->trainable) continue;
         size_t off = (size_t)(p->grad - (float *)t->grads.base);
-        memcpy(p->t.data, tr->param[0] + off, (size_t)tensor_numel(&p->t) * sizeof(float));
+        device_copy(tr->dev, p->t.data, tr->dev, tr->param[0] + off, (size_t)tensor_numel(&p->t) * sizeof(float));
     }
 }
 
@@ -52,6 +65,8 @@ static uint64_t name_hash(const char *s) {  // unet_io.c's stream per tensor nam
     return h;
 }
 
+// A CUDA model's adapters are drawn on the host and copied over, so both devices start
+// from the same values.
 void trainer_init_lora(trainer *tr, uint64_t seed) {
     CHECK(tr->lora);
     const param_table *t = &tr->m->unet.params;
@@ -59,14 +74,20 @@ void trainer_init_lora(trainer *tr, uint64_t seed) {
         const unet_param *p = &t->items[i];
         if (p->kind != PARAM_LORA) continue;
         size_t n = (size_t)tensor_numel(&p->t);
-        if (p->init == PARAM_INIT_ZEROS) memset(p->t.data, 0, n * sizeof(float));
+        float *x = tr->dev == DEVICE_CPU ? p->t.data : malloc((n ? n : 1) * sizeof(float));
+        CHECK(x);
+        if (p->init == PARAM_INIT_ZEROS) memset(x, 0, n * sizeof(float));
         else {
             float bound = 1.0f / sqrtf((float)p->fan_in);
-            rng_fill_uniform(p->t.data, n, seed, name_hash(p->name), 0, -bound, bound);
+            rng_fill_uniform(x, n, seed, name_hash(p->name), 0, -bound, bound);
+        }
+        if (tr->dev != DEVICE_CPU) {
+            device_copy(tr->dev, p->t.data, DEVICE_CPU, x, n * sizeof(float));
+            free(x);
         }
     }
     lora_gather(tr);
-    if (tr->ema[0].shadow) memcpy(tr->ema[0].shadow, tr->param[0], tr->n[0] * sizeof(float));
+    if (tr->ema[0].shadow) device_copy(tr->dev, tr->ema[0].shadow, tr->dev, tr->param[0], tr->n[0] * sizeof(float));
 }
 
 void trainer_epoch_order(const trainer *tr, long epoch, int n, int *perm) {
@@ -104,10 +125,14 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
     if (c->unet.out_channels != c->unet.in_channels)
         return err_set("trainer: out_channels %d != in_channels %d (the target has the input's shape)",
                        c->unet.out_channels, c->unet.in_channels);
-    // The trainer's loss, optimizer, EMA and gradient reduction run on the host.
-    if (m->unet.params.params.device != DEVICE_CPU)
-        return err_set("trainer: the UNet lives on cuda; the trainer runs CPU models only "
-                       "(a CUDA training step is unet_forward/backward and unet_adamw_update)");
+    // A CUDA UNet keeps its gradients, optimizer state and EMA on the device; the shards'
+    // gradient sum and the ranks' all-reduce are host code (MPI) for now.
+    tr->dev = m->unet.params.params.device;
+    if (tr->dev != DEVICE_CPU && (shards > 1 || ranks > 1))
+        return err_set("trainer: data-parallel on CUDA: not yet, issue 7's NCCL path (%d shards, %d ranks); "
+                       "train on one device with shards = 1", shards, ranks);
+    if (tr->dev != DEVICE_CPU && moe)
+        return err_set("trainer: a LoRA mixture of experts trains on the CPU only");
     tr->grad[0] = (float *)m->unet.params.grads.base;
     if (lora) {
         tr->n[0] = m->unet.params.grads.size / sizeof(float);
@@ -115,7 +140,7 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
             float *routers;
             lora_moe_trainable(m->unet.moe, &routers, &tr->grad[0], &tr->n[0]);
         }
-        tr->param[0] = calloc(tr->n[0], sizeof(float));
+        tr->param[0] = zeros_on(tr->dev, tr->n[0]);
         if (!tr->param[0]) return err_set("trainer: out of memory for the adapters' copy");
         lora_gather(tr);
     } else {
@@ -129,8 +154,8 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
         CHECK(m->te.grads_arena.size == m->te.params_arena.size);
     }
     for (int g = 0; g < tr->n_groups; g++) {
-        tr->adam_m[g] = calloc(tr->n[g], sizeof(float));
-        tr->adam_v[g] = calloc(tr->n[g], sizeof(float));
+        tr->adam_m[g] = zeros_on(group_dev(tr, g), tr->n[g]);
+        tr->adam_v[g] = zeros_on(group_dev(tr, g), tr->n[g]);
         if (!tr->adam_m[g] || !tr->adam_v[g]) {
             trainer_free(tr);
             return err_set("trainer: out of memory for the optimizer state");
@@ -139,7 +164,8 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
             trainer_free(tr);
             return err_set("trainer: out of memory for the shards' gradient sum");
         }
-        if (hp->ema_decay > 0 && ema_init(&tr->ema[g], tr->param[g], tr->n[g], hp->ema_decay, hp->ema_warmup)) {
+        if (hp->ema_decay > 0 && ema_init_device(&tr->ema[g], tr->param[g], tr->n[g], hp->ema_decay,
+                                                 hp->ema_warmup, group_dev(tr, g))) {
             trainer_free(tr);
             return -1;
         }
@@ -163,6 +189,21 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
         trainer_free(tr);
         return err_set("trainer: out of memory for batch %d", B);
     }
+    if (tr->dev == DEVICE_CPU) {  // the UNet reads and writes the host buffers themselves
+        tr->u_xt = tr->xt, tr->u_target = tr->target, tr->u_dout = tr->dout;
+        tr->u_ctx = NULL, tr->u_dctx = tr->dctx, tr->u_pooled = tr->pooled, tr->u_dpooled = tr->dpooled;
+    } else {
+        size_t nc = (size_t)Bs * T * c->te.width, npl = (size_t)Bs * c->te.width;
+        tr->u_xt = zeros_on(tr->dev, np), tr->u_target = zeros_on(tr->dev, np);
+        tr->u_dout = zeros_on(tr->dev, np), tr->u_ctx = zeros_on(tr->dev, nc);
+        tr->u_dctx = zeros_on(tr->dev, nc), tr->u_pooled = zeros_on(tr->dev, npl);
+        tr->u_dpooled = zeros_on(tr->dev, npl);
+        if (!tr->u_xt || !tr->u_target || !tr->u_dout || !tr->u_ctx || !tr->u_dctx || !tr->u_pooled ||
+            !tr->u_dpooled) {
+            trainer_free(tr);
+            return err_set("trainer: out of device memory for batch %d", B);
+        }
+    }
     if (text_encoder_alloc_acts(&m->te, Bs, !lora) || unet_alloc_activations(&m->unet, Bs, T)) {
         trainer_free(tr);
         return -1;
@@ -176,6 +217,8 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
                  m->unet.params.lora.rank, tr->n[0], B);
     else
         log_line("trainer: %zu UNet + %zu text encoder floats, batch %d", tr->n[0], tr->n[1], B);
+    if (tr->dev != DEVICE_CPU)
+        log_line("trainer: UNet, its gradients, AdamW moments and EMA on cuda; text encoder on the host");
     if (shards > 1)
         log_line("trainer: data-parallel, %d shards of %d items%s", shards, Bs,
                  tr->comm ? " (one per rank)" : " (in this process, in turn)");
@@ -183,16 +226,20 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
 }
 
 void trainer_free(trainer *tr) {
-    if (tr->lora) free(tr->param[0]);
+    if (tr->lora) device_free(tr->dev, tr->param[0]);
     for (int g = 0; g < TRAIN_GROUPS; g++) {
-        free(tr->adam_m[g]);
-        free(tr->adam_v[g]);
+        device_free(group_dev(tr, g), tr->adam_m[g]);
+        device_free(group_dev(tr, g), tr->adam_v[g]);
         free(tr->gacc[g]);
         if (tr->ema[g].shadow) ema_free(&tr->ema[g]);
     }
     free(tr->ids), free(tr->t), free(tr->drop), free(tr->tf), free(tr->noise);
     free(tr->xt), free(tr->target), free(tr->dout), free(tr->dctx), free(tr->texts);
     free(tr->pooled), free(tr->dpooled);
+    if (tr->dev != DEVICE_CPU) {
+        float *u[] = {tr->u_xt, tr->u_target, tr->u_dout, tr->u_ctx, tr->u_dctx, tr->u_pooled, tr->u_dpooled};
+        for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) device_free(tr->dev, u[i]);
+    }
     memset(tr, 0, sizeof *tr);
 }
 
@@ -205,22 +252,37 @@ double trainer_lr(const trainer *tr) {
     return lr * 0.5 * (1.0 + cos(M_PI * (p < 1 ? p : 1)));
 }
 
+// Host to the UNet's device (a no-op on the CPU, where the buffers are the same).
+static void to_unet(const trainer *tr, float *dst, const float *src, size_t n) {
+    if (tr->dev != DEVICE_CPU) device_copy(tr->dev, dst, DEVICE_CPU, src, n * sizeof(float));
+}
+
 // Forward of one shard (B items from the global batch's arrays) to the loss; the
-// target of the prediction type is left in tr->target.
+// target of the prediction type is left in tr->u_target. Noise, x_t and the target are
+// made on the host (the draws come from the trainer's one stream) and, like the text
+// encoder's context, copied to a CUDA UNet: per step the batch crosses, nothing else.
 static int forward_loss(trainer *tr, int B, const float *x0, const char *const *texts, const int *t,
                         const float *noise, double *loss) {
     t2i_model *m = tr->m;
+    size_t np = (size_t)B * tr->n_pix;
     schedule_add_noise(&m->sched, tr->xt, x0, noise, t, B, tr->n_pix);
     schedule_target(&m->sched, tr->target, x0, noise, t, B, tr->n_pix);
     for (int b = 0; b < B; b++) tr->tf[b] = (float)t[b];
     if (t2i_tokenize(m, texts, B, tr->ids) || text_encoder_forward(&m->te, tr->ids, B)) return -1;
-    const float *pooled = NULL;
+    const float *pooled = NULL, *ctx = m->te.acts.out;
     if (m->cfg.unet.class_embed_dim) {
         t2i_pool(m, tr->ids, m->te.acts.out, B, tr->pooled);
-        pooled = tr->pooled;
+        pooled = tr->u_pooled;
+        to_unet(tr, tr->u_pooled, tr->pooled, (size_t)B * m->cfg.te.width);
     }
-    if (unet_forward_cond(&m->unet, tr->xt, tr->tf, m->te.acts.out, pooled, B)) return -1;
-    *loss = mse_loss_forward(m->unet.out, tr->target, (size_t)B * tr->n_pix);
+    to_unet(tr, tr->u_xt, tr->xt, np);
+    to_unet(tr, tr->u_target, tr->target, np);
+    if (tr->dev != DEVICE_CPU) {
+        to_unet(tr, tr->u_ctx, ctx, (size_t)B * m->cfg.te.max_tokens * m->cfg.te.width);
+        ctx = tr->u_ctx;
+    }
+    if (unet_forward_cond(&m->unet, tr->u_xt, tr->tf, ctx, pooled, B)) return -1;
+    *loss = dev_mse_loss_forward(tr->dev, m->unet.out, tr->u_target, np);
     return 0;
 }
 
@@ -258,10 +320,17 @@ int trainer_eval_loss(trainer *tr, const float *x0, const char *const *captions,
     return rc;
 }
 
+// A device group's sum comes back as one double (kernels/sumsq.h); the host groups'
+// loop continues the same running sum, so a CPU run adds in the order it always did.
 static double grad_norm(const trainer *tr) {
     double s = 0;
-    for (int g = 0; g < tr->n_groups; g++)
+    for (int g = 0; g < tr->n_groups; g++) {
+        if (group_dev(tr, g) != DEVICE_CPU) {
+            s += dev_sumsq(group_dev(tr, g), tr->grad[g], tr->n[g]);
+            continue;
+        }
         for (size_t i = 0; i < tr->n[g]; i++) s += (double)tr->grad[g][i] * tr->grad[g][i];
+    }
     return sqrt(s);
 }
 
@@ -282,15 +351,20 @@ static int backward_shard(trainer *tr) {
     t2i_model *m = tr->m;
     int B = tr->Bs;
     unet_zero_grad(&m->unet);
-    mse_loss_backward(tr->dout, m->unet.out, tr->target, 1.0f, (size_t)B * tr->n_pix);
+    dev_mse_loss_backward(tr->dev, tr->u_dout, m->unet.out, tr->u_target, 1.0f, (size_t)B * tr->n_pix);
     if (tr->lora || tr->hp.freeze_text) {
         if (!tr->lora) text_encoder_zero_grads(&m->te);  // its (zero) gradient joins the norm
-        unet_backward(&m->unet, tr->dout, NULL, NULL, B);  // frozen text: no dcontext
+        unet_backward(&m->unet, tr->u_dout, NULL, NULL, B);  // frozen text: no dcontext
         return 0;
     }
     text_encoder_zero_grads(&m->te);
     int pooled = m->cfg.unet.class_embed_dim > 0;
-    unet_backward_cond(&m->unet, tr->dout, NULL, tr->dctx, pooled ? tr->dpooled : NULL, B);
+    unet_backward_cond(&m->unet, tr->u_dout, NULL, tr->u_dctx, pooled ? tr->u_dpooled : NULL, B);
+    if (tr->dev != DEVICE_CPU) {  // the text encoder's backward runs on the host
+        size_t C = (size_t)m->cfg.te.width;
+        device_copy(DEVICE_CPU, tr->dctx, tr->dev, tr->u_dctx, (size_t)B * m->cfg.te.max_tokens * C * sizeof(float));
+        if (pooled) device_copy(DEVICE_CPU, tr->dpooled, tr->dev, tr->u_dpooled, (size_t)B * C * sizeof(float));
+    }
     if (pooled) t2i_pool_backward(m, tr->ids, tr->dpooled, B, tr->dctx);
     return text_encoder_backward(&m->te, tr->dctx);
 }
@@ -337,8 +411,11 @@ int trainer_step(trainer *tr, const float *x0, const char *const *captions, doub
     tr->nonfinite_run = 0;
     if (tr->hp.grad_clip > 0 && norm > tr->hp.grad_clip) {
         float s = (float)(tr->hp.grad_clip / (norm + 1e-6));
-        for (int g = 0; g < tr->n_groups; g++)
-            for (size_t i = 0; i < tr->n[g]; i++) tr->grad[g][i] *= s;
+        for (int g = 0; g < tr->n_groups; g++) {
+            if (group_dev(tr, g) != DEVICE_CPU) dev_axpby(group_dev(tr, g), tr->grad[g], s, NULL, 0, tr->n[g]);
+            else
+                for (size_t i = 0; i < tr->n[g]; i++) tr->grad[g][i] *= s;
+        }
     }
     adamw_hparams hp = tr->hp.adam;
     hp.lr = trainer_lr(tr);
@@ -347,7 +424,8 @@ int trainer_step(trainer *tr, const float *x0, const char *const *captions, doub
         adamw_hparams hg = hp;
         if (g == 1 && tr->hp.freeze_text) continue;  // weights, moments and EMA stay as they are
         if (g == 1 && tr->hp.text_lr_scale > 0) hg.lr *= tr->hp.text_lr_scale;
-        adamw_update(tr->param[g], tr->grad[g], tr->adam_m[g], tr->adam_v[g], tr->n[g], &hg, (int)tr->updates);
+        dev_adamw_update(group_dev(tr, g), tr->param[g], tr->grad[g], tr->adam_m[g], tr->adam_v[g], tr->n[g],
+                         &hg, (int)tr->updates);
         if (tr->ema[g].shadow) ema_update(&tr->ema[g], tr->param[g]);
     }
     if (tr->lora) lora_scatter(tr);
@@ -361,8 +439,11 @@ void trainer_swap_ema(trainer *tr) {
     if (tr->lora) lora_scatter(tr);
 }
 
-// The arrays a checkpoint holds, in a fixed order.
-static int state_arrays(trainer *tr, ckpt_array *a, char names[][48]) {
+// The arrays a checkpoint holds, in a fixed order. Checkpoint files are written from
+// and read into host memory, so an array on a device gets a host buffer here
+// (dev_data[k] the device array, else NULL): staged_out fills those buffers before a
+// save, staged_in copies them back after a load, staged_free releases them.
+static int state_arrays(trainer *tr, ckpt_array *a, char names[][48], float **dev_data) {
     int k = 0;
     for (int g = 0; g < tr->n_groups; g++) {
         const char *what[4] = {"params", "adam_m", "adam_v", "ema"};
@@ -370,11 +451,29 @@ static int state_arrays(trainer *tr, ckpt_array *a, char names[][48]) {
         for (int j = 0; j < 4; j++) {
             if (!data[j]) continue;
             snprintf(names[k], 48, "%s.%s", group_names[tr->lora][g], what[j]);
-            a[k] = (ckpt_array){names[k], data[j], tr->n[g]};
+            dev_data[k] = group_dev(tr, g) != DEVICE_CPU ? data[j] : NULL;
+            float *host = data[j];
+            if (dev_data[k]) CHECK(host = malloc((tr->n[g] ? tr->n[g] : 1) * sizeof(float)));
+            a[k] = (ckpt_array){names[k], host, tr->n[g]};
             k++;
         }
     }
     return k;
+}
+
+static void staged_out(const trainer *tr, ckpt_array *a, float **dev_data, int n) {
+    for (int k = 0; k < n; k++)
+        if (dev_data[k]) device_copy(DEVICE_CPU, a[k].data, tr->dev, dev_data[k], a[k].n * sizeof(float));
+}
+
+static void staged_in(const trainer *tr, const ckpt_array *a, float **dev_data, int n) {
+    for (int k = 0; k < n; k++)
+        if (dev_data[k]) device_copy(tr->dev, dev_data[k], DEVICE_CPU, a[k].data, a[k].n * sizeof(float));
+}
+
+static void staged_free(ckpt_array *a, float **dev_data, int n) {
+    for (int k = 0; k < n; k++)
+        if (dev_data[k]) free(a[k].data);
 }
 
 static void add_u64(cJSON *o, const char *key, uint64_t v) {
@@ -386,7 +485,9 @@ static void add_u64(cJSON *o, const char *key, uint64_t v) {
 int trainer_save(trainer *tr, const char *root, long data_pos, int keep) {
     ckpt_array a[4 * TRAIN_GROUPS];
     char names[4 * TRAIN_GROUPS][48];
-    int n = state_arrays(tr, a, names);
+    float *dev_data[4 * TRAIN_GROUPS];
+    int n = state_arrays(tr, a, names, dev_data);
+    staged_out(tr, a, dev_data, n);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", (double)tr->step);
     cJSON_AddNumberToObject(o, "updates", (double)tr->updates);
@@ -401,6 +502,7 @@ int trainer_save(trainer *tr, const char *root, long data_pos, int keep) {
     CHECK(text);
     int rc = tr->comm && comm_rank(tr->comm) != 0 ? 0 : ckpt_save(root, tr->step, a, n, text, keep);
     free(text);
+    staged_free(a, dev_data, n);
     if (tr->comm) {  // every rank learns whether the checkpoint exists
         int rc0 = rc;
         comm_bcast(tr->comm, &rc0, sizeof rc0, 0, "checkpoint");
@@ -428,8 +530,16 @@ static int get_u64(const cJSON *o, const char *dir, const char *key, uint64_t *o
 int trainer_load(trainer *tr, const char *dir, long *data_pos) {
     ckpt_array a[4 * TRAIN_GROUPS];
     char names[4 * TRAIN_GROUPS][48], *text;
-    int n = state_arrays(tr, a, names);
-    if (ckpt_load(dir, a, n, &text)) return -1;
+    float *dev_data[4 * TRAIN_GROUPS];
+    int n = state_arrays(tr, a, names, dev_data);
+    if (ckpt_load(dir, a, n, &text)) {
+        staged_free(a, dev_data, n);
+        return -1;
+    }
+    // ckpt_load restored nothing if it failed; after it succeeded the device gets the
+    // arrays, as the host arrays got them.
+    staged_in(tr, a, dev_data, n);
+    staged_free(a, dev_data, n);
     cJSON *o = cJSON_Parse(text);
     free(text);
     long ema_updates = 0;

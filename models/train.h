@@ -20,6 +20,21 @@
 // every update is scattered back into the model.
 // All randomness (dropout, timesteps, noise) comes from one Philox stream `rng`.
 //
+// Devices: a UNet built on CUDA (t2i_unet_to_device) trains there. Its gradients, the
+// flat adapter copy (LoRA), AdamW moments and EMA are device arrays: the norm is a
+// device sum of squares, the clip, AdamW and EMA device kernels (kernels/sumsq.h,
+// axpby.h, adamw.h). The text encoder stays on the host: its output context (and pooled
+// vector) goes over each step, and in full mode dcontext comes back for its backward.
+// The draws, x_t and the target are made on the host from the one stream and copied,
+// so a CUDA run sees the same batches as a CPU run; per step the batch, the context,
+// the loss and the norm cross, nothing else. Checkpoints are staged through host
+// buffers and have the same files as a CPU run's. A CUDA run agrees with a CPU run to
+// the CUDA kernels' precision (bf16 tensor-core convolution and attention), not bit for
+// bit; its resume restores every array exactly, but the steps after it repeat the
+// uninterrupted run only as far as the CUDA kernels are deterministic (atomicAdd
+// weight gradients are not: kernels/README.md). Data-parallel on CUDA is refused for now
+// (the gradient reduction is MPI over host arrays; NCCL is issue 7).
+//
 // Data-parallel (hp.comm with several ranks, or hp.shards in one process): the global
 // batch of B items is cut into `shards` shards of B / shards items, each run forward
 // and backward on its own from zeroed gradients; the shards' gradients are summed in
@@ -100,6 +115,12 @@ typedef struct trainer {
     int *ids;                     // (Bs, T)
     float *tf, *xt, *target, *dout, *dctx;  // (Bs), (Bs, n_pix) x3, (Bs, T, C)
     float *pooled, *dpooled;      // (Bs, C) when the UNet takes the pooled text (class_embed_dim)
+    // The UNet's side of those: on the CPU the host buffers above (u_ctx NULL: the text
+    // encoder's output is read in place), on CUDA device copies made each step.
+    device_kind dev;              // the UNet's device; group 0's arrays live there
+    float *u_xt, *u_target, *u_dout;  // (Bs, n_pix)
+    float *u_ctx, *u_dctx;        // (Bs, T, C)
+    float *u_pooled, *u_dpooled;  // (Bs, C)
 } trainer;
 
 // The model must be built with UNET_TRAIN_FULL or UNET_TRAIN_LORA (the mode picks the

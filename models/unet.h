@@ -33,7 +33,9 @@
 // timesteps t stay host memory on every device (the samplers and the trainer draw
 // them on the host; the model copies B floats over). Host code must not read a CUDA
 // model's tensors: unet_copy_params moves weights between a CPU and a CUDA model of
-// the same build; unet_save / unet_load / unet_init_random work on CPU models only.
+// the same build; unet_save / unet_load stage a CUDA model's weights through a CPU twin
+// (a host copy of every weight while they run); unet_init_random draws on the host and
+// copies. models/bundle.h's t2i_unet_to_device moves a loaded model's UNet to a device.
 // Not on CUDA yet: a LoRA mixture of experts (lora_moe_init refuses).
 #ifndef SELMA_MODELS_UNET_H
 #define SELMA_MODELS_UNET_H

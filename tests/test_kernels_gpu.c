@@ -1,7 +1,7 @@
 // gpu suite: every hand-written float32 CUDA kernel of the memory-bound ops (group and
 // layer norm, activations, softmax, upsample, concat, tokens, plane bias, add, MSE,
-// AdamW, timestep embedding) against the op's CPU float32 version, on the shapes of
-// the shapes-world UNet and of SD plus odd ones. Skipped (77) without a CUDA device.
+// AdamW, the trainer's sum of squares and axpby, timestep embedding) against the op's
+// CPU float32 version, on the shapes of the shapes-world UNet and of SD plus odd ones. Skipped (77) without a CUDA device.
 //
 // Method (.library/device/METHOD.md): every input is drawn fresh on the GPU with
 // rng_fill_*_cuda (a new Philox stream per array) and copied back, so that both sides
@@ -28,6 +28,7 @@
 #include "kernels/activation.h"
 #include "kernels/adamw.h"
 #include "kernels/add.h"
+#include "kernels/axpby.h"
 #include "kernels/concat.h"
 #include "kernels/groupnorm.h"
 #include "kernels/layernorm.h"
@@ -35,6 +36,7 @@
 #include "kernels/plane_bias.h"
 #include "kernels/rng_fill.h"
 #include "kernels/softmax.h"
+#include "kernels/sumsq.h"
 #include "kernels/timestep_embedding.h"
 #include "kernels/tokens.h"
 #include "kernels/upsample.h"
@@ -409,6 +411,34 @@ static void check_adamw(size_t n, double wd) {
     pool_free();
 }
 
+// The trainer's gradient norm (sum of squares, both summed in double) and its EMA and
+// clip (y = a y + b x; the two sides differ by FMA contraction at most).
+static void check_sumsq(size_t n) {
+    char t[120];
+    snprintf(t, sizeof t, "n%zu%s", n, g_off ? " unaligned" : "");
+    pair *x = p_normal(n, 0.1f, 1);
+    double sc = sumsq(x->h, n), sg = sumsq_cuda(x->d, n);
+    double rel = fabs(sg - sc) / fmax(fabs(sc), 1e-300);
+    printf("  %-58s n %9zu  cpu %.17g gpu %.17g rel %.2e\n", NAME("sumsq %s", t), n, sc, sg, rel);
+    EXPECT(rel <= 1e-12, "sumsq %s: %.17g vs %.17g", t, sg, sc);
+    double again = sumsq_cuda(x->d, n);
+    EXPECT(again == sg, "sumsq %s not deterministic: %.17g then %.17g", t, sg, again);
+    pool_free();
+}
+
+static void check_axpby(size_t n) {
+    char t[120];
+    snprintf(t, sizeof t, "n%zu%s", n, g_off ? " unaligned" : "");
+    pair *y = p_normal(n, 0, 1), *x = p_normal(n, 0.5f, 1);
+    axpby(y->h, 0.995f, x->h, 0.005f, n);
+    axpby_cuda(y->d, 0.995f, x->d, 0.005f, n);
+    compare(NAME("axpby ema %s", t), y, TOL);
+    axpby(y->h, 0.37f, NULL, 0, n);
+    axpby_cuda(y->d, 0.37f, NULL, 0, n);
+    compare(NAME("axpby scale (x NULL) %s", t), y, TOL);
+    pool_free();
+}
+
 static void check_timestep(int B, int dim, int flip, float shift) {
     char t[120];
     snprintf(t, sizeof t, "B%d dim%d flip%d shift%g%s", B, dim, flip, shift, g_off ? " unaligned" : "");
@@ -529,6 +559,16 @@ static void run_all(int full) {
         check_adamw(1, 0);
     }
     check_adamw(4099, 1e-2);
+
+    if (full) {
+        check_sumsq(((size_t)1 << 20) + 3);
+        check_sumsq(1001);
+        check_sumsq(1);
+        check_axpby(((size_t)1 << 20) + 3);
+        check_axpby(1);
+    }
+    check_sumsq(4099);
+    check_axpby(4099);
 
     // Timestep embedding: SD (320, flipped, shift 0), shapes world (32), diffusers'
     // default shift 1, odd dims (a zero last column), dim 2 and 3 with shift 1 (0/0).

@@ -7,7 +7,9 @@
 //   - an expert training interrupted by --stop-after resumes and ends bit-identical to
 //     the uninterrupted one;
 //   - an unknown key, a missing model and an impossible value fail before any work,
-//     naming file:line.
+//     naming file:line;
+//   - the device keys: [train] device (pretrain and run) and --device (sample,
+//     generate) refuse an unknown value naming the key, and cuda where there is no GPU.
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/fileio.h"
 
@@ -89,6 +92,23 @@ int main(void) {
                "[output]\ncheckpoint_every = 0\n");
     EXPECT(sh("%s pretrain %s/pre.ini output.dir=%s/pre > %s/pre.out 2>&1", selma, tmp, tmp, tmp) == 0,
            "pretraining the tiny model");
+    // The device keys, before any work: an unknown value names its key; cuda without a
+    // GPU says so (on a GPU machine cuda is a valid choice and is not tried here).
+    const char *dev_cmds[] = {"pretrain %s/pre.ini output.dir=%s/dev train.device=%s",
+                              "sample --model %s/pre/model --prompt x --out %s/dev.png --n 1 --device %s",
+                              "generate --model %s/pre/model --prompts /dev/null --out %s/dev.h5 --device %s"};
+    const char *dev_want[] = {"[train] device", "--device", "--device"};
+    for (int i = 0; i < 3; i++)
+        for (int cuda = 0; cuda < 2; cuda++) {
+            if (cuda && cuda_device_count() > 0) continue;
+            char cmd[1024];
+            snprintf(cmd, sizeof cmd, dev_cmds[i], tmp, tmp, cuda ? "cuda" : "gpu");
+            int r = sh("%s %s > %s/dev.out 2>&1", selma, cmd, tmp);
+            char *o = slurp("%s/dev.out", tmp);
+            EXPECT(r != 0 && o && strstr(o, dev_want[i]) && strstr(o, cuda ? "no usable CUDA device" : "gpu"),
+                   "'%s' is refused naming %s: rc %d, %s", cmd, dev_want[i], r, o ? o : "");
+            free(o);
+        }
     snprintf(path, sizeof path, "%s/p.ini", tmp);
     write_file(path, pipeline_ini);
     char over[4200];
@@ -158,8 +178,11 @@ int main(void) {
         {"[run]\nname = x\n[train]\nsteps = -5\n", "bad.ini:4"},
         {"[run]\nname = x\nmethods = base, dreambooth\n", "bad.ini:3: [run] methods"},
         {"[run]\nname = x\n[sweep]\nlora.rnk = 4, 8\n", "bad.ini:4: [sweep] lora.rnk"},
+        {"[run]\nname = x\n[train]\ndevice = gpu\n", "bad.ini:4: [train] device"},
+        {"[run]\nname = x\n[train]\ndevice = cuda\n", "bad.ini:4: [train] device: cuda: no usable CUDA device"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (strstr(bad[i].text, "device = cuda") && cuda_device_count() > 0) continue;  // valid there
         snprintf(path, sizeof path, "%s/bad.ini", tmp);
         write_file(path, bad[i].text);
         int base_override = strstr(bad[i].text, "nonexistent") == NULL;
