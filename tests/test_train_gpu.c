@@ -1,6 +1,8 @@
 // gpu suite: training and sampling with the UNet on CUDA (models/train.h, bundle.h's
 // t2i_unet_to_device) against the same run on the CPU. Skipped (77) without a device.
 //
+// SELMA_GPU_QUICK=1 (check.sh's memcheck pass) runs 4 steps instead of STEPS = 20.
+//
 //   full mode (text encoder on the host + UNet on the device, pooled text on, warm-up,
 //     clip, EMA, caption dropout): STEPS steps from the same weights and seed;
 //   LoRA mode (adapters on to_q/k/v/out): the same, base weights must stay bit-identical;
@@ -37,7 +39,7 @@
 
 #define B 4
 #define S 16
-#define STEPS 20
+static int STEPS = 20;  // 4 under SELMA_GPU_QUICK (check.sh's memcheck pass)
 #define TOL_LOSS 5e-2
 #define TOL_WEIGHTS 1e-2
 #define TOL_UPDATE 0.2
@@ -270,6 +272,8 @@ int main(void) {
     if (gpu_check_skip()) return TEST_SKIP;
     log_set_quiet(1);
     printf("%s\n", cuda_device_describe());
+    const char *quick = getenv("SELMA_GPU_QUICK");
+    if (quick && *quick) STEPS = 4;
     check_training(UNET_TRAIN_FULL, "full");
     check_training(UNET_TRAIN_LORA, "lora");
     check_resume(UNET_TRAIN_FULL, "full");

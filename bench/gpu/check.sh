@@ -10,9 +10,13 @@
 # On the GPU machines (nvcc, cmake, ninja, meson, PyTorch; no OpenBLAS, HDF5, libpng,
 # ICU, MPI, cJSON or inih) it unpacks .gpu-deps/*.deb into a prefix and builds without
 # the optional libraries (meson_options.txt). Without a GPU it still builds and the gpu
-# tests skip, so the script can be tried anywhere. Budget: about 8 minutes on 16 cores.
+# tests skip, so the script can be tried anywhere. Budget: about 8 minutes on 16 cores
+# (the pretrain timing adds at most 60 s; test_train_gpu under memcheck runs 4 steps,
+# SELMA_GPU_QUICK, for an unmeasured time).
 #   CHECK_SM=90           SM architecture (H100/H200)
-#   CHECK_SKIP_SANITIZER=1, CHECK_SKIP_BENCH=1, CHECK_SKIP_SD=1   leave a step out
+#   CHECK_SKIP_SANITIZER=1, CHECK_SKIP_BENCH=1, CHECK_SKIP_SD=1, CHECK_SKIP_PRETRAIN=1
+#                         leave a step out
+#   CHECK_PRETRAIN_STEPS=200   steps of the shapes-small pretrain timed on cuda (60 s cap)
 #   CHECK_SD_RANK=128, CHECK_SD_REPEATS=10   the SD 1.5 step's LoRA rank and repeats
 set -uo pipefail
 out=${1:?usage: bench/gpu/check.sh OUTDIR}
@@ -154,9 +158,31 @@ else
     result[sd_step]=skipped
 fi
 
+# ---- the shapes-small base pretrained on cuda (experiments/configs/pretrain-small.ini,
+# batch 32, UNet on the GPU, text encoder and rendering on the host): wall seconds per
+# step over the whole command (start-up, the final checkpoint and bundle included)
+if [ -z "${CHECK_SKIP_PRETRAIN:-}" ]; then
+    n=${CHECK_PRETRAIN_STEPS:-200}
+    stamp "pretrain-small on cuda, $n steps"
+    pdir=/tmp/selma-pretrain-gpu
+    rm -rf "$pdir"
+    s0=$(date +%s.%N)
+    if timeout 60 build-gpu/experiments/selma pretrain experiments/configs/pretrain-small.ini train.device=cuda \
+        train.steps="$n" train.threads=4 train.log_every=50 output.dir="$pdir" output.checkpoint_every=0 \
+        > "$out/pretrain_gpu.txt" 2>&1; then
+        s1=$(date +%s.%N)
+        result[pretrain]=$(awk -v a="$s0" -v b="$s1" -v n="$n" 'BEGIN { printf "%.3f s/step (%d steps, batch 32, cuda)", (b - a) / n, n }')
+    else
+        result[pretrain]="FAILED or over 60 s (log: pretrain_gpu.txt)"
+    fi
+    grep "step .* loss\|model:" "$out/pretrain_gpu.txt" | tail -5
+else
+    result[pretrain]=skipped
+fi
+
 stamp "done"
 printf '\n%-12s %s\n' step result
-for k in build gpu_tests memcheck bench sd_step; do printf '%-12s %s\n' "$k" "${result[$k]:-}"; done
+for k in build gpu_tests memcheck bench sd_step pretrain; do printf '%-12s %s\n' "$k" "${result[$k]:-}"; done
 echo "ratio selma/diffusers+peft: ${sd_ratio:-n/a} (ms per step, SD 1.5 UNet, LoRA rank ${CHECK_SD_RANK:-128})"
 echo "logs: $out"
 [ "${result[build]}" = ok ] && [ "${result[gpu_tests]}" = ok ]
