@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "kernels/mse.h"
+#include "kernels/cuda/block_reduce.cuh"
 #include "runtime/cuda_context.h"
 #include "runtime/error.h"
 
@@ -17,23 +18,6 @@
 #define MSE_MAX_BLOCKS 8192
 
 static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
-static __device__ __forceinline__ double warp_sum(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// Block sum into lane 0 of warp 0.
-static __device__ double block_sum(double v) {
-    __shared__ double sh[MSE_THREADS / 32];
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_sum(v);
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    v = 0;
-    if (w == 0) v = warp_sum(lane < MSE_THREADS / 32 ? sh[lane] : 0.0);
-    return v;
-}
 
 __global__ void __launch_bounds__(MSE_THREADS)
 mse_partial_kernel(double *partial, const float *pred, const float *target, size_t n, int vec) {
@@ -51,14 +35,14 @@ mse_partial_kernel(double *partial, const float *pred, const float *target, size
         double d = (double)pred[i] - target[i];
         s += d * d;
     }
-    s = block_sum(s);
+    s = block_sum_double<MSE_THREADS>(s);
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
 __global__ void __launch_bounds__(MSE_THREADS) mse_final_kernel(double *result, const double *partial, int np, double inv_n) {
     double s = 0;
     for (int i = threadIdx.x; i < np; i += blockDim.x) s += partial[i];
-    s = block_sum(s);
+    s = block_sum_double<MSE_THREADS>(s);
     if (threadIdx.x == 0) *result = s * inv_n;
 }
 

@@ -8,28 +8,12 @@
 #include <stdint.h>
 
 #include "kernels/sumsq.h"
+#include "kernels/cuda/block_reduce.cuh"
 #include "runtime/cuda_context.h"
 #include "runtime/error.h"
 
 #define SUMSQ_THREADS 256
 #define SUMSQ_BLOCKS 1024
-
-static __device__ __forceinline__ double warp_sum(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// Block sum into thread 0.
-static __device__ double block_sum(double v) {
-    __shared__ double sh[SUMSQ_THREADS / 32];
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_sum(v);
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    v = 0;
-    if (w == 0) v = warp_sum(lane < SUMSQ_THREADS / 32 ? sh[lane] : 0.0);
-    return v;
-}
 
 __global__ void __launch_bounds__(SUMSQ_THREADS)
 sumsq_partial_kernel(double *partial, const float *x, size_t n, int vec) {
@@ -41,14 +25,14 @@ sumsq_partial_kernel(double *partial, const float *x, size_t n, int vec) {
         s += ((double)v.x * v.x + (double)v.y * v.y) + ((double)v.z * v.z + (double)v.w * v.w);
     }
     for (size_t i = 4 * n4 + i0; i < n; i += stride) s += (double)x[i] * x[i];
-    s = block_sum(s);
+    s = block_sum_double<SUMSQ_THREADS>(s);
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
 __global__ void __launch_bounds__(SUMSQ_THREADS) sumsq_final_kernel(double *result, const double *partial, int np) {
     double s = 0;
     for (int i = threadIdx.x; i < np; i += blockDim.x) s += partial[i];
-    s = block_sum(s);
+    s = block_sum_double<SUMSQ_THREADS>(s);
     if (threadIdx.x == 0) *result = s;
 }
 
