@@ -1,5 +1,6 @@
 // NCCL collectives for GPUs (comm_nccl.h). Unverified on a GPU so far: it compiles
-// wherever meson finds NCCL; no test runs it yet (tests/README.md).
+// wherever meson finds NCCL; tests/test_train_dp_gpu.c runs it where MPI launches 2
+// ranks with a GPU each (comm_gpu.h), which no test machine has had yet.
 #include "runtime/comm_nccl.h"
 
 #include <cuda_runtime.h>

@@ -1,6 +1,7 @@
 // The CUDA half of runtime/device.h.
 #include <cuda_runtime.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "runtime/device.h"
 #include "runtime/error.h"
@@ -40,4 +41,14 @@ extern "C" const char *cuda_device_describe(void) {
     snprintf(buf, sizeof buf, "%s, sm_%d%d, %.1f GiB", p.name, p.major, p.minor,
              (double)p.totalGlobalMem / (1 << 30));
     return buf;
+}
+
+extern "C" void cuda_device_set(int index) { CUDA_CHECK(cudaSetDevice(index)); }
+
+extern "C" void cuda_device_uuid(unsigned char uuid[16]) {
+    int d;
+    cudaDeviceProp p;
+    CUDA_CHECK(cudaGetDevice(&d));
+    CUDA_CHECK(cudaGetDeviceProperties(&p, d));
+    memcpy(uuid, p.uuid.bytes, 16);
 }

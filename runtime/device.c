@@ -61,4 +61,6 @@ void device_sync(void) {
 #ifndef SELMA_CUDA
 int cuda_device_count(void) { return 0; }
 const char *cuda_device_describe(void) { return "this build has no CUDA"; }
+void cuda_device_set(int index) { CHECK(!"a CUDA device without a CUDA build"); }
+void cuda_device_uuid(unsigned char uuid[16]) { CHECK(!"a CUDA device without a CUDA build"); }
 #endif

@@ -23,6 +23,13 @@ void device_sync(void);
 int cuda_device_count(void);
 // "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" or a reason there is none.
 const char *cuda_device_describe(void);
+// Makes CUDA device `index` (0 .. cuda_device_count() - 1) this process's device: call
+// it before anything is allocated there (memory belongs to the device current when it
+// was allocated).
+void cuda_device_set(int index);
+// The current CUDA device's UUID: the same 16 bytes in every process that uses that
+// GPU, whatever CUDA_VISIBLE_DEVICES numbers it.
+void cuda_device_uuid(unsigned char uuid[16]);
 
 #ifdef __cplusplus
 }
