@@ -18,6 +18,7 @@
 #include "data/render.h"
 #include "experiments/commands.h"
 #include "runtime/comm.h"
+#include "runtime/comm_gpu.h"
 #include "runtime/config.h"
 #include "runtime/device.h"
 #include "models/train.h"
@@ -68,7 +69,7 @@ static const cfg_field fields[] = {
     CFG_INT(P, "diffusion", "train_timesteps", train_timesteps, 1, SCHEDULE_MAX_T, "num_train_timesteps"),
     CFG_INT64(P, "train", "steps", steps, 1, 1e9, "optimizer steps in all (a resumed run continues to this)"),
     CFG_INT(P, "train", "batch", batch, 1, 4096, "images per step (the global batch over all ranks)"),
-    CFG_INT(P, "train", "shards", shards, 0, 4096, "batch shards summed in order (0 = the ranks; one process with N = N ranks bit for bit)"),
+    CFG_INT(P, "train", "shards", shards, 0, 4096, "batch shards run in turn, gradients summed in order (0 = the ranks); one process with N = N ranks, bit for bit on cpu; on cuda the sum stays on the GPU"),
     CFG_DOUBLE(P, "train", "lr", lr, 0, 1, "AdamW peak learning rate"),
     CFG_INT(P, "train", "warmup", warmup, 0, 1000000, "linear warm-up steps"),
     CFG_ENUM(P, "train", "lr_schedule", lr_schedule, lr_schedules,
@@ -85,7 +86,7 @@ static const cfg_field fields[] = {
     CFG_INT64(P, "train", "data_seed", data_seed, 0, 9e18, "the pretraining items (scene, caption)"),
     CFG_INT(P, "train", "threads", threads, 0, 256, "OpenBLAS threads (0 = its default)"),
     CFG_ENUM(P, "train", "device", device, devices,
-             "where the UNet trains: cpu, or cuda (one GPU; the text encoder stays on the CPU; shards must be 1)"),
+             "where the UNet trains: cpu, or cuda (a GPU per rank, or ranks sharing one; the text encoder stays on the CPU)"),
     CFG_INT(P, "train", "log_every", log_every, 0, 1000000, "a log line every N steps"),
     CFG_STRING(P, "output", "dir", dir, "run directory: log.txt, config.ini, checkpoints/, model/"),
     CFG_INT(P, "output", "checkpoint_every", checkpoint_every, 0, 1000000, "steps between checkpoints (0 = end only)"),
@@ -236,7 +237,15 @@ static int run(const pretrain_cfg *c, long stop_after, comm *w) {
     pretrain_model_config(c, &m.cfg);
     if (t2i_build(&m, UNET_TRAIN_FULL, NULL)) return -1;
     t2i_init_random(&m, (uint64_t)c->seed);  // on the host, so both devices start alike
+    // Several ranks on GPUs: each picks its GPU before the UNet goes there, and NCCL or
+    // host staging is chosen for the gradients (runtime/comm_gpu.h, SELMA_GPU_REDUCE).
+    comm_nccl *nccl = NULL;
+    if (c->device != DEVICE_CPU && comm_size(w) > 1 && comm_gpu_init(w, &nccl)) {
+        t2i_free(&m);
+        return -1;
+    }
     if (c->device != DEVICE_CPU && t2i_unet_to_device(&m, (device_kind)c->device)) {
+        comm_gpu_free(nccl);
         t2i_free(&m);
         return -1;
     }
@@ -247,9 +256,10 @@ static int run(const pretrain_cfg *c, long stop_after, comm *w) {
                         .ema_decay = c->ema_decay, .ema_warmup = c->ema_warmup,
                         .caption_dropout = c->caption_dropout, .max_nonfinite = c->max_nonfinite,
                         .text_lr_scale = c->text_lr_scale, .freeze_text = c->freeze_text,
-                        .comm = w, .shards = c->shards};
+                        .comm = w, .nccl = nccl, .shards = c->shards};
     trainer tr;
     if (trainer_init(&tr, &m, &hp, c->batch, (uint64_t)c->seed)) {
+        comm_gpu_free(nccl);
         t2i_free(&m);
         return -1;
     }
@@ -328,6 +338,7 @@ out:
     free(cp);
     free(rgb);
     trainer_free(&tr);
+    comm_gpu_free(nccl);
     t2i_free(&m);
     return rc;
 }

@@ -1,6 +1,8 @@
 // y = a * y + b * x, elementwise over n floats: the exponential moving average of the
-// weights (shadow = d * shadow + (1 - d) * params) and, with x = NULL, the gradient
-// clip's rescale (y = a * y). No backward (optimizer-side only).
+// weights (shadow = d * shadow + (1 - d) * params), with x = NULL the gradient clip's
+// rescale (y = a * y), and on a device the trainer's sum of its shards' gradients
+// (a = b = 1: y + x, one rounding) and their average (a = 1 / shards). No backward
+// (optimizer-side only).
 #ifndef SELMA_KERNELS_AXPBY_H
 #define SELMA_KERNELS_AXPBY_H
 

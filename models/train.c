@@ -125,14 +125,13 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
     if (c->unet.out_channels != c->unet.in_channels)
         return err_set("trainer: out_channels %d != in_channels %d (the target has the input's shape)",
                        c->unet.out_channels, c->unet.in_channels);
-    // A CUDA UNet keeps its gradients, optimizer state and EMA on the device; the shards'
-    // gradient sum and the ranks' all-reduce are host code (MPI) for now.
+    // A CUDA UNet keeps its gradients, optimizer state and EMA on the device, and so
+    // the shards' gradient sum (train.h).
     tr->dev = m->unet.params.params.device;
-    if (tr->dev != DEVICE_CPU && (shards > 1 || ranks > 1))
-        return err_set("trainer: data-parallel on CUDA: not yet, issue 7's NCCL path (%d shards, %d ranks); "
-                       "train on one device with shards = 1", shards, ranks);
     if (tr->dev != DEVICE_CPU && moe)
         return err_set("trainer: a LoRA mixture of experts trains on the CPU only");
+    CHECK(!hp->nccl || tr->dev != DEVICE_CPU);  // NCCL reduces device gradients only
+    tr->nccl = tr->comm ? hp->nccl : NULL;
     tr->grad[0] = (float *)m->unet.params.grads.base;
     if (lora) {
         tr->n[0] = m->unet.params.grads.size / sizeof(float);
@@ -160,9 +159,14 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
             trainer_free(tr);
             return err_set("trainer: out of memory for the optimizer state");
         }
-        if (tr->n_local > 1 && !(tr->gacc[g] = malloc(tr->n[g] * sizeof(float)))) {
+        if (tr->n_local > 1 && !(tr->gacc[g] = zeros_on(group_dev(tr, g), tr->n[g]))) {
             trainer_free(tr);
             return err_set("trainer: out of memory for the shards' gradient sum");
+        }
+        if (tr->comm && group_dev(tr, g) != DEVICE_CPU && !tr->nccl &&
+            !(tr->staged[g] = malloc((tr->n[g] ? tr->n[g] : 1) * sizeof(float)))) {
+            trainer_free(tr);
+            return err_set("trainer: out of memory for the gradient's host copy");
         }
         if (hp->ema_decay > 0 && ema_init_device(&tr->ema[g], tr->param[g], tr->n[g], hp->ema_decay,
                                                  hp->ema_warmup, group_dev(tr, g))) {
@@ -220,8 +224,12 @@ int trainer_init(trainer *tr, t2i_model *m, const train_hparams *hp, int B, uint
     if (tr->dev != DEVICE_CPU)
         log_line("trainer: UNet, its gradients, AdamW moments and EMA on cuda; text encoder on the host");
     if (shards > 1)
-        log_line("trainer: data-parallel, %d shards of %d items%s", shards, Bs,
-                 tr->comm ? " (one per rank)" : " (in this process, in turn)");
+        log_line("trainer: data-parallel, %d shards of %d items%s%s", shards, Bs,
+                 tr->comm ? " (one per rank)" : " (in this process, in turn)",
+                 tr->dev == DEVICE_CPU ? ""
+                 : tr->nccl ? "; UNet gradients averaged by NCCL"
+                 : tr->comm ? "; UNet gradients staged through host memory for MPI"
+                            : "; UNet gradients summed on the device");
     return 0;
 }
 
@@ -230,7 +238,8 @@ void trainer_free(trainer *tr) {
     for (int g = 0; g < TRAIN_GROUPS; g++) {
         device_free(group_dev(tr, g), tr->adam_m[g]);
         device_free(group_dev(tr, g), tr->adam_v[g]);
-        free(tr->gacc[g]);
+        device_free(group_dev(tr, g), tr->gacc[g]);
+        free(tr->staged[g]);
         if (tr->ema[g].shadow) ema_free(&tr->ema[g]);
     }
     free(tr->ids), free(tr->t), free(tr->drop), free(tr->tf), free(tr->noise);
@@ -372,6 +381,44 @@ static int backward_shard(trainer *tr) {
 // The groups whose gradients are exchanged: a frozen text encoder's stay zero.
 static int group_reduced(const trainer *tr, int g) { return !(g == 1 && tr->hp.freeze_text); }
 
+// One process, several shards: adds group g's gradient of the shard just run to the
+// shards' sum (first: becomes it). On a device the sum stays there: a copy, then
+// y = 1 y + 1 x, which rounds as the host's acc += x does.
+static void sum_shard(trainer *tr, int g, int first) {
+    device_kind dev = group_dev(tr, g);
+    if (dev == DEVICE_CPU) comm_sum_into(tr->gacc[g], tr->grad[g], tr->n[g], first);
+    else if (first) device_copy(dev, tr->gacc[g], dev, tr->grad[g], tr->n[g] * sizeof(float));
+    else dev_axpby(dev, tr->gacc[g], 1.0f, tr->grad[g], 1.0f, tr->n[g]);
+}
+
+// Several shards: group g's gradient becomes the mean of the shards' gradients: the
+// sum of this process's shards (gacc) or of the ranks' (in rank order by MPI), divided
+// by the number of shards; NCCL averages by itself (train.h).
+static void reduce_group(trainer *tr, int g) {
+    device_kind dev = group_dev(tr, g);
+    float *x = tr->grad[g];
+    size_t n = tr->n[g], bytes = n * sizeof(float);
+    if (dev == DEVICE_CPU) {
+        if (tr->comm) comm_allreduce_sum(tr->comm, x, n, "gradients");
+        else memcpy(x, tr->gacc[g], bytes);
+        comm_average(x, n, tr->shards);
+        return;
+    }
+    if (tr->nccl) {
+        comm_gpu_allreduce_avg(tr->nccl, x, n, "gradients");
+        return;
+    }
+    if (tr->comm) {
+        device_copy(DEVICE_CPU, tr->staged[g], dev, x, bytes);
+        comm_allreduce_sum(tr->comm, tr->staged[g], n, "gradients");
+        device_copy(dev, x, DEVICE_CPU, tr->staged[g], bytes);
+    } else {
+        device_copy(dev, x, dev, tr->gacc[g], bytes);
+    }
+    // No division kernel: a multiply by the reciprocal, exact for a power-of-two count.
+    dev_axpby(dev, x, 1.0f / (float)tr->shards, NULL, 0, n);
+}
+
 int trainer_step(trainer *tr, const float *x0, const char *const *captions, double *loss_out,
                  double *norm_out) {
     t2i_model *m = tr->m;
@@ -390,7 +437,7 @@ int trainer_step(trainer *tr, const float *x0, const char *const *captions, doub
         if (!rc && isfinite(shard_loss[k])) rc = backward_shard(tr);
         if (!rc && tr->n_local > 1)
             for (int g = 0; g < tr->n_groups; g++)
-                if (group_reduced(tr, g)) comm_sum_into(tr->gacc[g], tr->grad[g], tr->n[g], k == 0);
+                if (group_reduced(tr, g)) sum_shard(tr, g, k == 0);
     }
     // A rank that failed still sends its loss (NaN), so that every rank skips alike and
     // none waits in the gradient all-reduce for it; its caller then stops the run.
@@ -399,12 +446,8 @@ int trainer_step(trainer *tr, const float *x0, const char *const *captions, doub
     if (rc) return -1;
     if (loss_out) *loss_out = loss;
     if (!isfinite(loss)) return skip_step(tr, "loss", loss);
-    for (int g = 0; g < tr->n_groups; g++) {
-        if (!group_reduced(tr, g) || tr->shards == 1) continue;
-        if (tr->comm) comm_allreduce_sum(tr->comm, tr->grad[g], tr->n[g], "gradients");
-        else memcpy(tr->grad[g], tr->gacc[g], tr->n[g] * sizeof(float));
-        comm_average(tr->grad[g], tr->n[g], tr->shards);
-    }
+    for (int g = 0; g < tr->n_groups; g++)
+        if (group_reduced(tr, g) && tr->shards > 1) reduce_group(tr, g);
     double norm = grad_norm(tr);
     if (norm_out) *norm_out = norm;
     if (!isfinite(norm)) return skip_step(tr, "gradient norm", norm);

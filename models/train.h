@@ -32,8 +32,8 @@
 // the CUDA kernels' precision (bf16 tensor-core convolution and attention), not bit for
 // bit; its resume restores every array exactly, but the steps after it repeat the
 // uninterrupted run only as far as the CUDA kernels are deterministic (atomicAdd
-// weight gradients are not: kernels/README.md). Data-parallel on CUDA is refused for now
-// (the gradient reduction is MPI over host arrays; NCCL is issue 7).
+// weight gradients are not: kernels/README.md). A mixture of experts trains on the CPU
+// only.
 //
 // Data-parallel (hp.comm with several ranks, or hp.shards in one process): the global
 // batch of B items is cut into `shards` shards of B / shards items, each run forward
@@ -48,6 +48,18 @@
 // so each item gets the draws one process would give it and the RNG state stays
 // equal on every rank; so do the weights, moments and EMA, which every rank updates
 // alike.
+//
+// Data-parallel with a CUDA UNet: group 0's gradient never leaves the device in one
+// process: the shards' sum is a device array (the first shard copied, the next added
+// by axpby with a = b = 1, the same rounding as the host's acc += x), then scaled by
+// 1 / shards (equal to the host's division when shards is a power of two, within an
+// ulp otherwise). Over several ranks it is reduced either by NCCL (hp.nccl, from
+// runtime/comm_gpu.h's comm_gpu_init: NCCL averages, in its own order, so the result
+// equals one process's within float rounding), or, with hp.nccl NULL, staged through a
+// host buffer: copied over, summed by comm_allreduce_sum in rank order, copied back and
+// scaled by 1 / shards as in one process (so R ranks repeat one process with R shards
+// as far as the CUDA kernels are deterministic; this works with several ranks on one
+// GPU, which NCCL refuses). The text encoder's gradient stays on the host path above.
 #ifndef SELMA_MODELS_TRAIN_H
 #define SELMA_MODELS_TRAIN_H
 
@@ -58,6 +70,7 @@
 #include "models/checkpoint.h"
 #include "models/ema.h"
 #include "runtime/comm.h"
+#include "runtime/comm_gpu.h"
 #include "runtime/rng.h"
 
 #ifdef __cplusplus
@@ -83,6 +96,8 @@ typedef struct train_hparams {
     int max_nonfinite;    // stop (trainer_step returns -1) after this many non-finite
                           // steps in a row; 0 = never stop
     comm *comm;           // data-parallel over these ranks (NULL: this process alone)
+    comm_nccl *nccl;      // several ranks, a CUDA UNet: NCCL over the same ranks reduces
+                          // its gradients (comm_gpu_init); NULL: staged through the host
     int shards;           // shards of the batch (0 = the ranks; with several ranks it
                           // must equal their number; must divide the batch)
 } train_hparams;
@@ -102,6 +117,10 @@ typedef struct trainer {
     size_t n[TRAIN_GROUPS];       // floats per group
     float *adam_m[TRAIN_GROUPS], *adam_v[TRAIN_GROUPS];
     float *gacc[TRAIN_GROUPS];    // one process, several shards: the shards' gradient sum
+                                  // (on the group's device)
+    float *staged[TRAIN_GROUPS];  // several ranks, a device group without NCCL: the host
+                                  // copy of its gradient that MPI reduces
+    comm_nccl *nccl;              // several ranks, CUDA UNet: hp.nccl (NULL: host staging)
     ema ema[TRAIN_GROUPS];
     long step;                    // steps taken (the lr schedule's clock)
     long updates;                 // AdamW updates done (its bias-correction t)

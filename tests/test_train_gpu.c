@@ -9,7 +9,10 @@
 //   a checkpoint written by a CUDA run: the arrays restored on the device equal the saved
 //     ones bit for bit, and the resumed run continues as the uninterrupted one did;
 //   unet_save of a CUDA model equals the CPU twin's file (staging through the host);
-//   DDIM sampling with guidance on a CUDA UNet vs the CPU.
+//   DDIM sampling with guidance on a CUDA UNet vs the CPU;
+//   data-parallel in one process (gradient accumulation), full and LoRA mode: the batch
+//     in 2 shards on CUDA against 1 shard on CUDA and against 2 shards on the CPU.
+//     tests/test_train_dp_gpu.c does the same over 2 ranks.
 //
 // Tolerances. The CUDA UNet runs its convolutions, attention and LoRA GEMMs on bf16
 // tensor cores (8-bit mantissa, float accumulation); tests/test_unet_gpu.c finds one
@@ -24,6 +27,19 @@
 //   TOL_RESUME  1e-2  losses after a CUDA resume vs the uninterrupted CUDA run (the
 //                     arrays are exact; atomicAdd weight gradients vary in the last bits)
 //   TOL_SAMPLE  3e-2  relative L2 of images after 5 DDIM steps with guidance 3
+// 2 shards against 1 shard, both on CUDA, from the same weights and draws: the shards
+// change only the order of float sums (two shard means averaged instead of one mean;
+// each shard's weight gradients summed, then the two added), as atomicAdd already does
+// between two runs of one shard, so the bounds are those of nondeterministic sums,
+// far below the CPU-vs-CUDA ones, and far above 1e-6-level float rounding:
+//   TOL_DP_LOSS   1e-3  |loss_2 - loss_1| / loss_1 at every step
+//   TOL_DP_NORM   1e-3  the same for the gradient norm before the clip: where a missing
+//                       (x2) or doubled (x1/2) average would show, since neither AdamW
+//                       nor the clip sees a gradient's scale
+//   TOL_DP_UPDATE 5e-2  relative L2 of the updates: AdamW's first steps move each weight
+//                       by about +-lr whatever its gradient's size, so a gradient that
+//                       sums to nearly zero may flip sign under reordering
+// 2 shards on CUDA against 2 shards on the CPU: TOL_LOSS, TOL_WEIGHTS, TOL_UPDATE.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +61,9 @@ static int STEPS = 20;  // 4 under SELMA_GPU_QUICK (check.sh's memcheck pass)
 #define TOL_UPDATE 0.2
 #define TOL_RESUME 1e-2
 #define TOL_SAMPLE 3e-2
+#define TOL_DP_LOSS 1e-3
+#define TOL_DP_NORM 1e-3
+#define TOL_DP_UPDATE 5e-2
 
 static const char *const captions[B] = {"a red circle", "two blue squares",
                                         "a green triangle left of a yellow circle", "a purple square"};
@@ -268,6 +287,76 @@ static void check_sampling(void) {
     t2i_free(&mc), t2i_free(&mg);
 }
 
+// A host copy of the text encoder's parameters (full mode).
+static float *te_params(const t2i_model *m, size_t *n) {
+    *n = m->te.params_arena.size / sizeof(float);
+    float *p = malloc(*n * sizeof(float) + 1);
+    CHECK(p);
+    memcpy(p, m->te.params_arena.base, *n * sizeof(float));
+    return p;
+}
+
+// Gradient accumulation on one GPU: the batch of B in 2 shards of B / 2, run in turn,
+// their gradients summed on the device (TOL_DP_* above).
+static void check_shards(unet_train_mode mode, const char *what) {
+    int lora = mode == UNET_TRAIN_LORA, steps = STEPS < 6 ? STEPS : 6;
+    lora_config lc = {.rank = 4, .alpha = 4, .targets = "to_q,to_k,to_v,to_out.0"};
+    t2i_model mc, m1, m2;  // CPU 2 shards, CUDA 1 shard, CUDA 2 shards
+    build(&mc, mode, lora ? &lc : NULL, DEVICE_CPU);
+    build(&m1, mode, lora ? &lc : NULL, DEVICE_CUDA);
+    build(&m2, mode, lora ? &lc : NULL, DEVICE_CUDA);
+    train_hparams h1 = hparams(lora), h2 = h1;
+    h2.shards = 2;
+    trainer tc, t1, t2;
+    CHECK(trainer_init(&tc, &mc, &h2, B, 11) == 0 && trainer_init(&t1, &m1, &h1, B, 11) == 0);
+    if (trainer_init(&t2, &m2, &h2, B, 11)) {
+        fprintf(stderr, "trainer_init, 2 shards on cuda: %s\n", err_msg());
+        exit(1);
+    }
+    EXPECT(t2.shards == 2 && t2.Bs == B / 2 && t2.n_local == 2 && t2.gacc[0], "%s: 2 shards on cuda not set up", what);
+    if (lora) trainer_init_lora(&tc, 5), trainer_init_lora(&t1, 5), trainer_init_lora(&t2, 5);
+    param_kind kind = lora ? PARAM_LORA : PARAM_BASE;
+    size_t n, n1, n2, nte;
+    float *w0 = host_params(&mc.unet, kind, &n), *te0 = te_params(&mc, &nte);
+    float x[B * 3 * S * S];
+    batch(x);
+    for (int s = 0; s < steps; s++) {
+        double lc_, l1, l2, gc, g1, g2;
+        int rc = trainer_step(&tc, x, captions, &lc_, &gc), r1 = trainer_step(&t1, x, captions, &l1, &g1),
+            r2 = trainer_step(&t2, x, captions, &l2, &g2);
+        EXPECT(rc == 0 && r1 == 0 && r2 == 0, "%s step %d: cpu %d, cuda %d, cuda 2 shards %d (%s)", what, s + 1,
+               rc, r1, r2, err_msg());
+        double rl = fabs(l2 - l1) / l1, rg = fabs(g2 - g1) / g1, rlc = fabs(l2 - lc_) / lc_;
+        printf("  %s 2 shards step %d: loss cuda %.6f (1 shard %.6f, rel %.2e; cpu %.6f, rel %.2e), "
+               "grad norm %.5f (1 shard %.5f, rel %.2e; cpu %.5f)\n",
+               what, s + 1, l2, l1, rl, lc_, rlc, g2, g1, rg, gc);
+        EXPECT(rl <= TOL_DP_LOSS, "%s step %d: loss %.6f with 2 shards, %.6f with 1", what, s + 1, l2, l1);
+        EXPECT(rg <= TOL_DP_NORM, "%s step %d: grad norm %.6f with 2 shards, %.6f with 1", what, s + 1, g2, g1);
+        EXPECT(rlc <= TOL_LOSS, "%s step %d: loss %.6f on cuda, %.6f on cpu (2 shards)", what, s + 1, l2, lc_);
+    }
+    float *wc = host_params(&mc.unet, kind, &n), *w1 = host_params(&m1.unet, kind, &n1),
+          *w2 = host_params(&m2.unet, kind, &n2);
+    CHECK(n1 == n && n2 == n);
+    double u21 = rel_l2_base(w2, w1, w0, n), u2c = rel_l2_base(w2, wc, w0, n), w2c = rel_l2_base(w2, wc, NULL, n);
+    printf("  %s 2 shards: UNet updates rel L2 %.2e vs 1 shard; vs cpu: weights %.2e, updates %.2e\n", what, u21,
+           w2c, u2c);
+    EXPECT(u21 <= TOL_DP_UPDATE, "%s: 2 vs 1 shard, updates rel L2 %.3e", what, u21);
+    EXPECT(w2c <= TOL_WEIGHTS, "%s: 2 shards, cuda vs cpu weights rel L2 %.3e", what, w2c);
+    EXPECT(u2c <= TOL_UPDATE, "%s: 2 shards, cuda vs cpu updates rel L2 %.3e", what, u2c);
+    if (!lora) {  // the text encoder's gradient is summed over the shards on the host
+        size_t m;
+        float *tc_ = te_params(&mc, &m), *t1_ = te_params(&m1, &m), *t2_ = te_params(&m2, &m);
+        double v21 = rel_l2_base(t2_, t1_, te0, nte), v2c = rel_l2_base(t2_, tc_, te0, nte);
+        printf("  %s 2 shards: text encoder updates rel L2 %.2e vs 1 shard, %.2e vs cpu\n", what, v21, v2c);
+        EXPECT(v21 <= TOL_DP_UPDATE, "%s: text encoder, 2 vs 1 shard, updates rel L2 %.3e", what, v21);
+        EXPECT(v2c <= TOL_UPDATE, "%s: text encoder, 2 shards, cuda vs cpu updates rel L2 %.3e", what, v2c);
+        free(tc_), free(t1_), free(t2_);
+    }
+    free(w0), free(te0), free(wc), free(w1), free(w2);
+    trainer_free(&tc), trainer_free(&t1), trainer_free(&t2);
+    t2i_free(&mc), t2i_free(&m1), t2i_free(&m2);
+}
+
 int main(void) {
     if (gpu_check_skip()) return TEST_SKIP;
     log_set_quiet(1);
@@ -279,14 +368,7 @@ int main(void) {
     check_resume(UNET_TRAIN_FULL, "full");
     check_resume(UNET_TRAIN_LORA, "lora");
     check_sampling();
-    // Data-parallel on CUDA is refused, not half done.
-    t2i_model m;
-    trainer tr;
-    build(&m, UNET_TRAIN_FULL, NULL, DEVICE_CUDA);
-    train_hparams hp = hparams(0);
-    hp.shards = 2;
-    EXPECT(trainer_init(&tr, &m, &hp, B, 1) == -1 && strstr(err_msg(), "data-parallel on CUDA"),
-           "2 shards on cuda: %s", err_msg());
-    t2i_free(&m);
+    check_shards(UNET_TRAIN_FULL, "full");
+    check_shards(UNET_TRAIN_LORA, "lora");
     return check_report("test_train_gpu");
 }
