@@ -45,9 +45,11 @@ static void sb_section(sbuf *b, const pipeline_cfg *c, const char *section) {
     for (int i = 0; i < pipeline_n_fields; i++) {
         const cfg_field *f = &pipeline_fields[i];
         if (strcmp(f->section, section)) continue;
-        // [train] device enters a stage's inputs only when it is not the default cpu, so
-        // stages made before the key existed keep their directories.
-        if (!strcmp(f->key, "device") && !strcmp(section, "train") && c->device == 0) continue;
+        // [train] device and shards enter a stage's inputs only when they are not their
+        // defaults (cpu, 1), so stages made before the keys existed keep their directories.
+        if (!strcmp(section, "train") && ((!strcmp(f->key, "device") && c->device == 0) ||
+                                          (!strcmp(f->key, "shards") && c->shards == 1)))
+            continue;
         char v[2048];
         CHECK(cfg_format_value(f, c, v, sizeof v) == 0);
         sb_add(b, "%s.%s = %s\n", f->section, f->key, v);
@@ -236,7 +238,7 @@ static int train_stage(run_state *rs, const pipeline_cfg *c, const stage *P, con
                          .checkpoint_every = c->checkpoint_every, .log_every = c->log_every,
                          .lr = c->lr, .weight_decay = c->weight_decay, .grad_clip = c->grad_clip,
                          .ema_decay = c->ema_decay, .caption_dropout = c->caption_dropout, .seed = seed,
-                         .device = c->device, .max_nonfinite = c->max_nonfinite, .stop_after = rs->stop_after, .val_steps = c->eval_steps,
+                         .device = c->device, .shards = c->shards, .max_nonfinite = c->max_nonfinite, .stop_after = rs->stop_after, .val_steps = c->eval_steps,
                          .val_sampler = c->eval_sampler, .val_cfg = c->eval_cfg[0],
                          .on_step = rs->phase == PHASE_TRAIN ? beat : NULL, .on_step_ctx = rs};
     for (int k = 0; k < ns; k++)

@@ -63,6 +63,7 @@ typedef struct pipeline_cfg {
     int steps, batch, warmup, checkpoint_every, select, log_every, max_nonfinite;
     double lr, weight_decay, grad_clip, ema_decay, caption_dropout;
     int device;  // 0 cpu, 1 cuda: where the experts' UNet trains (MoE routers: CPU)
+    int shards;  // gradient accumulation: the batch run in `shards` pieces, one at a time
     // [merge]
     char merge_method[32];
     int merge_rank;
@@ -135,6 +136,8 @@ typedef struct lora_train_opts {
     double lr, weight_decay, grad_clip, ema_decay, caption_dropout;
     uint64_t seed;
     int device;                  // device_kind of the UNet while training (DEVICE_CPU = 0)
+    int shards;                  // the batch run in this many pieces, gradients averaged
+                                 // (activations for batch / shards images; 0 or 1 = whole)
     long stop_after;             // > 0: stop there as an interruption would (returns 3)
     // A LoRA mixture of experts instead of a new adapter (models/lora_moe.h): the expert
     // files stay frozen and only the routers train; `out` gets the router file.

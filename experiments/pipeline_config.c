@@ -60,6 +60,7 @@ const cfg_field pipeline_fields[] = {
     CFG_ENUM(P, "train", "select", select, selects, "expert checkpoint: last, or best on validation prompts"),
     CFG_INT(P, "train", "log_every", log_every, 0, 10000000, "a loss line every N steps"),
     CFG_ENUM(P, "train", "device", device, devices, "where the UNet trains: cpu, or cuda (one GPU; text encoder on the CPU; MoE routers stay on the CPU)"),
+    CFG_INT(P, "train", "shards", shards, 1, 4096, "gradient accumulation: each step runs the batch in this many equal pieces in turn and averages their gradients (activations for batch/shards images; 1 = off)"),
     CFG_STRING(P, "merge", "method", merge_method, "sum (SELMA), cat, linear, svd, ties, dare_linear, ..."),
     CFG_INT(P, "merge", "rank", merge_rank, 0, 100000, "svd-based methods: output rank (0: largest expert's)"),
     CFG_DOUBLE(P, "merge", "density", merge_density, 0, 1, "ties/dare: fraction kept (0: 0.2)"),
@@ -85,7 +86,7 @@ void pipeline_defaults(pipeline_cfg *c) {
                         .gen_filter_min = 1.0, .rank = 8, .alpha = 8, .steps = 500, .batch = 16,
                         .lr = 3e-4, .warmup = 0, .weight_decay = 1e-2, .grad_clip = 1.0,
                         .ema_decay = 0, .caption_dropout = 0, .checkpoint_every = 100,
-                        .select = SELECT_LAST, .log_every = 50, .max_nonfinite = 20, .merge_rank = 0, .merge_density = 0,
+                        .select = SELECT_LAST, .log_every = 50, .max_nonfinite = 20, .shards = 1, .merge_rank = 0, .merge_density = 0,
                         .moe_steps = 200, .moe_batch = 16, .moe_lr = 1e-3, .moe_temperature = 1,
                         .eval_steps = 20, .eval_sampler = 0, .eval_batch = 16, .eval_quality = 1,
                         .n_eval_cfg = 1, .eval_cfg = {3}};
@@ -231,6 +232,7 @@ static int validate(pipeline_cfg *c, const origin_ctx *o) {
     if (c->device == DEVICE_CUDA && cuda_device_count() == 0)
         FAIL("train", "device", "cuda: no usable CUDA device here (%s); use cpu", cuda_device_describe());
     if (c->batch > c->n_train) FAIL("train", "batch", "%d is larger than n_train %d (an epoch has fewer items)", c->batch, c->n_train);
+    if (c->batch % c->shards) FAIL("train", "shards", "%d does not divide the batch %d into equal pieces", c->shards, c->batch);
 #undef FAIL
     return 0;
 }

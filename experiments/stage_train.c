@@ -221,7 +221,7 @@ int lora_train_run(const lora_train_opts *o) {
                                  .weight_decay = o->weight_decay},
                         .warmup_steps = o->warmup, .grad_clip = o->grad_clip,
                         .ema_decay = o->ema_decay, .ema_warmup = 0, .caption_dropout = o->caption_dropout,
-                        .max_nonfinite = o->max_nonfinite};
+                        .max_nonfinite = o->max_nonfinite, .shards = o->shards > 1 ? o->shards : 1};
     trainer tr;
     rc = trainer_init(&tr, &m, &hp, o->batch, o->seed);
     if (rc) {
@@ -307,6 +307,8 @@ static void usage(FILE *f) {
             "  --rank R --alpha A       LoRA rank and alpha (default 8, 8)\n"
             "  --targets LIST           linears adapted (default to_q,to_k,to_v,to_out.0)\n"
             "  --steps N --batch B      optimizer steps, images per step (default 500, 16)\n"
+            "  --shards S               run each batch in S equal pieces, gradients averaged\n"
+            "                           (gradient accumulation: activations for B/S images)\n"
             "  --lr LR                  AdamW learning rate, constant (default 3e-4)\n"
             "  --seed K                 LoRA init, data order, noise (default 0)\n"
             "  --checkpoints DIR        checkpoint directory (default OUT.ckpt); resumed\n"
@@ -350,6 +352,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(k, "--alpha")) o.alpha = (float)d, bad = !num || !(d > 0);
         else if (!strcmp(k, "--steps")) o.steps = (int)d, bad = !num || d < 1 || d > 1e7;
         else if (!strcmp(k, "--batch")) o.batch = (int)d, bad = !num || d < 1 || d > 4096;
+        else if (!strcmp(k, "--shards")) o.shards = (int)d, bad = !num || d < 1 || d > 4096;
         else if (!strcmp(k, "--lr")) o.lr = d, bad = !num || !(d >= 0 && d <= 1);
         else if (!strcmp(k, "--seed")) o.seed = strtoull(v, &end, 10), bad = !*v || *end;
         else if (!strcmp(k, "--checkpoint-every")) o.checkpoint_every = (int)d, bad = !num || d < 0;

@@ -3,7 +3,8 @@
 //   - train, validation and test prompts are disjoint;
 //   - the run ends with "results: <dir>" and writes config.ini, log.txt, results.*;
 //   - a rerun skips every stage (the log says so) and gives identical results.json;
-//     changing one key ([eval] steps) reruns the eval stages only;
+//     changing one key ([eval] steps) reruns the eval stages only; [train] shards = 2
+//     (gradient accumulation) reruns the trainings, = 1 (the default) nothing;
 //   - an expert training interrupted by --stop-after resumes and ends bit-identical to
 //     the uninterrupted one;
 //   - an unknown key, a missing model and an impossible value fail before any work,
@@ -136,8 +137,10 @@ int main(void) {
               "test $(cat $s.train.txt $s.val.txt $s.test.txt | sort -u | wc -l) = 9 || exit 1; done", tmp) == 0,
            "train/val/test prompts: sizes 4/2/3 and no prompt in two splits");
 
-    // A rerun skips everything and gives the same results.json.
-    EXPECT(sh("%s run %s/p.ini %s run.dir=%s/a > %s/a2.out 2>&1", selma, tmp, over, tmp, tmp) == 0, "rerun");
+    // A rerun skips everything and gives the same results.json; [train] shards = 1 is
+    // the default and leaves the stages' inputs as they were.
+    EXPECT(sh("%s run %s/p.ini %s run.dir=%s/a train.shards=1 > %s/a2.out 2>&1", selma, tmp, over, tmp, tmp) == 0,
+           "rerun");
     char *log2 = slurp("%s/a2.out", tmp);
     EXPECT(log2 && count_log(log2, "", "running") == 0 && count_log(log2, "train", "skipped") == 3 &&
                count_log(log2, "eval", "skipped") == 5 && count_log(log2, "prompts", "skipped") == 1,
@@ -170,6 +173,16 @@ int main(void) {
               tmp, tmp, tmp) == 0,
            "every adapter (and loss log) of the interrupted run equals the uninterrupted run's, byte for byte");
 
+    // Gradient accumulation ([train] shards = 2: each batch of 2 in two pieces) is a new
+    // input of the train stages: they rerun, with the trainer saying so.
+    EXPECT(sh("%s run %s/p.ini %s run.dir=%s/a train.shards=2 > %s/a4.out 2>&1", selma, tmp, over, tmp, tmp) == 0,
+           "rerun with train.shards=2");
+    char *log4 = slurp("%s/a4.out", tmp);
+    EXPECT(log4 && count_log(log4, "train", "running") == 3 && count_log(log4, "generate", "skipped") == 1 &&
+               strstr(log4, "trainer: data-parallel, 2 shards of 1 items (in this process, in turn)"),
+           "train.shards=2 reruns the trainings in two pieces per batch:\n%s", log4 ? log4 : "");
+    free(log4);
+
     // Bad configs fail before any work, naming file:line.
     const struct { const char *text, *want; } bad[] = {
         {"[run]\nname = x\n[train]\nstepz = 3\n", "bad.ini:4"},
@@ -179,6 +192,7 @@ int main(void) {
         {"[run]\nname = x\nmethods = base, dreambooth\n", "bad.ini:3: [run] methods"},
         {"[run]\nname = x\n[sweep]\nlora.rnk = 4, 8\n", "bad.ini:4: [sweep] lora.rnk"},
         {"[run]\nname = x\n[train]\ndevice = gpu\n", "bad.ini:4: [train] device"},
+        {"[run]\nname = x\n[train]\nshards = 3\n", "bad.ini:4: [train] shards: 3 does not divide the batch 16"},
         {"[run]\nname = x\n[train]\ndevice = cuda\n", "bad.ini:4: [train] device: cuda: no usable CUDA device"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
