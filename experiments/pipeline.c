@@ -17,6 +17,7 @@
 #include "experiments/pipeline_ranks.h"
 #include "experiments/report.h"
 #include "models/bundle.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/fileio.h"
 #include "runtime/log.h"
@@ -686,6 +687,13 @@ int pipeline_run(const char *path, char **overrides, int n_over, long stop_after
     run_state *rs = calloc(1, sizeof *rs);
     CHECK(r && rs);
     rs->run = c0->dir, rs->stop_after = stop_after, rs->r = r, rs->w = w;
+    // Expert-parallel on GPUs: one GPU per rank on a node (local rank modulo the GPUs
+    // this rank sees), chosen before any training puts memory on one; no collectives
+    // run on the GPUs, so ranks may also share one.
+    int on_cuda = 0;
+    for (int i = 0; i < nv; i++) on_cuda |= vars[i].cfg.device != DEVICE_CPU;
+    if (comm_size(w) > 1 && on_cuda && cuda_device_count() > 0)
+        cuda_device_set(comm_local_rank(w) % cuda_device_count());
     if (comm_size(w) > 1) rc = spread(rs, vars, nv);
     for (int i = 0; i < nv && !rc && lead; i++) rc = run_variant(rs, &vars[i]);
     if (!rc && lead) {
