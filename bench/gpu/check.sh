@@ -55,7 +55,10 @@ if [ ! -e /usr/local/cuda/lib64/libcudnn.so ]; then
     fi
 fi
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1
-  nvcc --version | tail -2; } | tee "$out/device.txt"
+  nvcc --version | tail -2
+  # whether the image has an MPI (the 2-rank test_train_dp_gpu needs one; -Dmpi=disabled below)
+  echo "mpirun: $(command -v mpirun || echo none); mpi4py: $(python3 -c 'import mpi4py; print(mpi4py.get_config())' 2>&1 | tail -1)"
+} | tee "$out/device.txt"
 
 # ---- build
 stamp "configure and build (build-gpu/)"
